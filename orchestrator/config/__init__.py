@@ -1,0 +1,1 @@
+"""Settings: the config files of `serve` and `agent`, modelled in pydantic v2."""
