@@ -1,0 +1,106 @@
+"""The HTTP API of `serve`: health, readiness, metrics and the fleet state.
+
+Handlers read the daemon's state and never change it; they build JSON from the fleet
+snapshot as it stands at the request. `/readyz` answers 200 only while the daemon is
+connected to the broker and has loaded its state (a load balancer or systemd check
+can trust it). Further routes (explain, overrides, decisions) join this application.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from orchestrator.central.fleet import FleetState, NodeRecord
+from orchestrator.domain import UNKNOWN, NodeStatus, gpu_key
+from orchestrator.httpserver import metrics_handler
+
+FLEET_KEY = web.AppKey("fleet", FleetState)
+READY_KEY: web.AppKey[Callable[[], dict[str, bool]]] = web.AppKey("ready")
+CLOCK_KEY: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+SITE_KEY = web.AppKey("site", str)
+
+
+def node_json(record: NodeRecord, now_s: float) -> dict[str, Any]:
+    online = record.status is NodeStatus.ONLINE
+    telemetry = record.telemetry
+    gpus = []
+    if telemetry is not None:
+        for gpu in telemetry.gpus:
+            reported = gpu.workload.workload if gpu.workload else UNKNOWN
+            gpus.append(
+                {
+                    "gpu": gpu_key(record.name, gpu.index),
+                    "uuid": gpu.uuid,
+                    "state": gpu.health.value if online else UNKNOWN,
+                    "workload": reported if online else UNKNOWN,
+                    "last_reported_workload": reported,
+                    "telemetry": gpu.model_dump(mode="json", exclude_none=True),
+                }
+            )
+    return {
+        "node": record.name,
+        "status": record.status.value,
+        "status_reason": record.status_reason,
+        "status_since_s": record.status_changed_at_s,
+        "last_report_age_s": (
+            None if record.received_at_s is None else round(now_s - record.received_at_s, 3)
+        ),
+        "reports_total": record.reports_total,
+        "agent_version": telemetry.agent_version if telemetry else None,
+        "nvml_backend": telemetry.nvml_backend if telemetry else None,
+        "driver_version": telemetry.driver_version if telemetry else None,
+        "gpus": gpus,
+    }
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[READY_KEY]()
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def state(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET_KEY]
+    now_s = request.app[CLOCK_KEY]()
+    nodes = [node_json(record, now_s) for record in sorted(fleet.nodes.values(), key=_by_name)]
+    return web.json_response(
+        {
+            "site": request.app[SITE_KEY],
+            "generated_at_s": now_s,
+            "summary": fleet.counts(),
+            "nodes": nodes,
+        }
+    )
+
+
+def _by_name(record: NodeRecord) -> str:
+    return record.name
+
+
+def build_app(
+    *,
+    fleet: FleetState,
+    registry: CollectorRegistry,
+    readiness: Callable[[], dict[str, bool]],
+    site: str,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[FLEET_KEY] = fleet
+    app[READY_KEY] = readiness
+    app[CLOCK_KEY] = clock
+    app[SITE_KEY] = site
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(registry))
+    app.router.add_get("/api/v1/state", state)
+    return app

@@ -1,0 +1,123 @@
+"""`serve`: the central daemon, put together.
+
+Start order: the fleet state (loaded), the HTTP listener (healthz answers at once,
+readyz says 503 until ready), then the broker link. Ready means connected to the broker
+with the state loaded. Every long-running task lives in one TaskGroup and is named;
+a stop request cancels them all, intake (MQTT) first and the HTTP listener last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from orchestrator.central.api import build_app
+from orchestrator.central.fleet import FleetState
+from orchestrator.central.ingest import Ingest
+from orchestrator.central.metrics import FleetCollector
+from orchestrator.config import ServeConfig
+from orchestrator.config.common import resolve_secret
+from orchestrator.httpserver import HttpListener, start_http
+from orchestrator.lifecycle import StopRequested, forever, guarded, wait_for_stop
+from orchestrator.mqtt import MqttLink
+from orchestrator.protocol import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class CentralDaemon:
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.registry = registry or CollectorRegistry()
+        self.topics = Topics(config.mqtt.prefix)
+        self.fleet = FleetState(offline_after_s=config.ingest.node_offline_after_s)
+        self.ingest = Ingest(
+            fleet=self.fleet,
+            topics=self.topics,
+            registry=self.registry,
+            max_payload_bytes=config.mqtt.max_payload_bytes,
+            clock=clock,
+        )
+        self.registry.register(FleetCollector(self.fleet, clock=clock))
+        password = (
+            resolve_secret(config.mqtt.password, key="mqtt.password")
+            if config.mqtt.password
+            else None
+        )
+        self.link = MqttLink(
+            config.mqtt,
+            client_id=config.mqtt.client_id or f"orchestrator-serve-{os.getpid()}",
+            password=password,
+            subscriptions=[
+                (self.topics.all_of("status"), 1),
+                (self.topics.all_of("telemetry"), 0),
+                (self.topics.all_of("events"), 1),
+            ],
+            on_message=self.ingest.handle,
+        )
+        self.state_loaded = False
+        self.http: HttpListener | None = None
+        self.ready = asyncio.Event()
+
+    def readiness(self) -> dict[str, bool]:
+        return {"broker_connected": self.link.connected.is_set(), "state_loaded": self.state_loaded}
+
+    async def check_staleness_once(self) -> list[str]:
+        expired = self.fleet.expire_silent(now_s=self.clock())
+        for node in expired:
+            log.warning("node offline", node=node, reason="silent")
+        return expired
+
+    async def _announce_ready(self) -> None:
+        while True:
+            await self.link.connected.wait()
+            if self.state_loaded and not self.ready.is_set():
+                self.ready.set()
+                log.info("serve ready", http=self.http.url if self.http else None)
+            await asyncio.sleep(0.2)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.fleet.started_at_s = self.clock()
+        self.state_loaded = True
+        app = build_app(
+            fleet=self.fleet,
+            registry=self.registry,
+            readiness=self.readiness,
+            site=self.config.mqtt.site,
+            clock=self.clock,
+        )
+        self.http = await start_http(app, host=self.config.http.host, port=self.config.http.port)
+        log.info("http listening", url=self.http.url)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(guarded("mqtt", self.link.run()), name="mqtt")
+                tasks.create_task(
+                    guarded(
+                        "staleness",
+                        forever(
+                            "staleness",
+                            self.check_staleness_once,
+                            interval_s=self.config.ingest.staleness_check_interval_s,
+                        ),
+                    ),
+                    name="staleness",
+                )
+                tasks.create_task(guarded("ready", self._announce_ready()), name="ready")
+                tasks.create_task(wait_for_stop(stop), name="stop")
+        except* StopRequested:
+            log.info("serve stopping")
+        finally:
+            await self.http.stop()
+            log.info("serve stopped")

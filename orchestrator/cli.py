@@ -1,0 +1,177 @@
+"""The `orchestrator` command line: daemons, the demo, and operators' tools.
+
+Exit codes: 0 success, 1 a runtime failure, 2 bad usage or a bad config (the key and
+the reason are printed), 130 interrupted. Daemons run under `asyncio.run` with signal
+handlers that only set a stop flag (STYLE point 13).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from orchestrator import __version__
+from orchestrator.config import AgentConfig, ServeConfig, load_config
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.lifecycle import install_signal_handlers
+from orchestrator.logs import configure_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the central daemon")
+    serve.add_argument("-c", "--config", type=Path, required=True)
+    agent = commands.add_parser("agent", help="run a node agent")
+    agent.add_argument("-c", "--config", type=Path, required=True)
+
+    demo = commands.add_parser("demo", help="the whole system on this machine, simulated GPUs")
+    demo.add_argument("--nodes", type=_count, default=4)
+    demo.add_argument("--gpus-per-node", type=_count, default=8)
+    demo.add_argument("--duration", type=_positive, default=None, help="seconds, then exit 0")
+    demo.add_argument("--http", type=_host_port, default=None, help="API address, HOST:PORT")
+    demo.add_argument("--telemetry-interval", type=_positive, default=1.0, help="seconds")
+    demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto")
+    demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    config = commands.add_parser("config", help="config files")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file")
+    check.add_argument("file", type=Path)
+    check.add_argument("--kind", choices=["serve", "agent"], default=None)
+
+    status = commands.add_parser("status", help="the fleet as the central daemon sees it")
+    status.add_argument("--url", default="http://127.0.0.1:9850")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from orchestrator.central.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
+
+    config = load_config(args.config, "serve")
+    configure_logging(level=config.log.level, fmt=config.log.format)
+    return _run_daemon(CentralDaemon(config).run)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from orchestrator.agents.agent import NodeAgent  # noqa: PLC0415
+
+    config = load_config(args.config, "agent")
+    configure_logging(level=config.log.level, fmt=config.log.format)
+    return _run_daemon(NodeAgent(config).run)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    configure_logging(level=args.log_level, fmt="console")
+    host, port = args.http if args.http else ("127.0.0.1", None)
+    options = DemoOptions(
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        duration_s=args.duration,
+        http_host=host,
+        http_port=port,
+        telemetry_interval_s=args.telemetry_interval,
+        broker=args.broker,
+    )
+    return _run_daemon(lambda stop: run_demo(options, stop))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file, args.kind)
+    kind = "agent" if isinstance(config, AgentConfig) else "serve"
+    assert isinstance(config, ServeConfig | AgentConfig)  # noqa: S101
+    print(f"{args.file}: valid {kind} config")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/api/v1/state"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  (operator-given URL)
+            state = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        print(f"cannot read {url}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return EXIT_OK
+    summary = state["summary"]
+    print(
+        f"site {state['site']}: {summary['nodes_online']}/{summary['nodes_total']} nodes online, "
+        f"{summary['gpus_total']} GPUs ({summary['gpus_unknown']} unknown)"
+    )
+    for node in state["nodes"]:
+        age = node["last_report_age_s"]
+        print(f"  {node['node']:<20} {node['status']:<8} age {age if age is not None else '-'} s")
+        for gpu in node["gpus"]:
+            print(f"    {gpu['gpu']:<24} {gpu['state']:<10} {gpu['workload']}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "agent": cmd_agent,
+    "demo": cmd_demo,
+    "status": cmd_status,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            return cmd_config_check(args)
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OrchestratorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE

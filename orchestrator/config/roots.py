@@ -1,0 +1,57 @@
+"""The root models of the two config files, `serve` and `agent`.
+
+Each root is a handful of sections (STYLE point 17). Every field has a default that is
+sensible on one machine, so an empty file is a valid config; a site changes what differs.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+
+from orchestrator.config._base import Section
+from orchestrator.config.common import HttpSection, LogSection, MqttSection
+from orchestrator.config.gpu import GpuSection
+
+
+class IngestSection(Section):
+    """How `serve` treats what the nodes send."""
+
+    # a node silent this long is offline, even without its last will
+    node_offline_after_s: float = Field(default=10.0, gt=0, le=86_400)
+    # how often the silence check runs
+    staleness_check_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class ServeConfig(Section):
+    """`orchestrator serve -c FILE`."""
+
+    mqtt: MqttSection = MqttSection()
+    http: HttpSection = HttpSection(port=9850)
+    log: LogSection = LogSection()
+    ingest: IngestSection = IngestSection()
+
+
+class NodeSection(Section):
+    name: str = Field(
+        default_factory=lambda: socket.gethostname().split(".")[0] or "node",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    )
+
+
+class TelemetrySection(Section):
+    interval_s: float = Field(default=1.0, ge=0.05, le=3600)
+
+
+class AgentConfig(Section):
+    """`orchestrator agent -c FILE`."""
+
+    node: NodeSection = NodeSection()
+    mqtt: MqttSection = MqttSection()
+    http: HttpSection = HttpSection(port=9851)
+    log: LogSection = LogSection()
+    telemetry: TelemetrySection = TelemetrySection()
+    gpu: GpuSection = GpuSection()

@@ -1,0 +1,128 @@
+"""`orchestrator demo`: the whole system on one machine, nothing to set up.
+
+It starts a private broker (mosquitto when the binary exists, else amqtt in-process),
+the central daemon, and N node agents with K fake GPUs each, all in this process except
+mosquitto. It prints the HTTP API's URL and runs until Ctrl-C or `--duration`.
+The parts are the real daemons with real configs; only the GPUs are simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from orchestrator.agents.agent import NodeAgent
+from orchestrator.central.serve import CentralDaemon
+from orchestrator.config import AgentConfig, ServeConfig, parse_config
+from orchestrator.demo.broker import embedded_broker, port_accepts
+
+log = structlog.get_logger(__name__)
+
+# a realistic mixed site: consumer cards that mine, datacentre cards that serve AI
+DEMO_MODELS = ["rtx-3090", "rtx-4090", "l40s", "a100-sxm4-80gb"]
+DEMO_WORKLOADS = ["mine:kawpow", "mine:kawpow", "idle", "ai:acme-reserved"]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    nodes: int = 4
+    gpus_per_node: int = 8
+    duration_s: float | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # None: 9850, or a free port if that one is taken
+    telemetry_interval_s: float = 1.0
+    broker: str = "auto"
+
+
+def demo_configs(
+    options: DemoOptions, *, broker_port: int, http_port: int
+) -> tuple[ServeConfig, list[AgentConfig]]:
+    mqtt = {"host": "127.0.0.1", "port": broker_port, "site": "demo"}
+    serve = parse_config(
+        {
+            "mqtt": {**mqtt, "client_id": "demo-serve"},
+            "http": {"host": options.http_host, "port": http_port},
+            "ingest": {"node_offline_after_s": max(5.0, 5 * options.telemetry_interval_s)},
+        },
+        "serve",
+        source="<demo>",
+    )
+    agents = []
+    for n in range(options.nodes):
+        node = f"node-{n + 1:02d}"
+        models = [DEMO_MODELS[n % len(DEMO_MODELS)]]
+        agents.append(
+            parse_config(
+                {
+                    "node": {"name": node},
+                    "mqtt": {**mqtt, "client_id": f"demo-agent-{node}"},
+                    "http": {"host": "127.0.0.1", "port": 0},
+                    "telemetry": {"interval_s": options.telemetry_interval_s},
+                    "gpu": {
+                        "backend": "fake",
+                        "fake": {
+                            "gpus": options.gpus_per_node,
+                            "models": models,
+                            "seed": n,
+                            "initial_workloads": DEMO_WORKLOADS,
+                        },
+                    },
+                },
+                "agent",
+                source="<demo>",
+            )
+        )
+    return serve, agents
+
+
+def _pick_http_port(options: DemoOptions) -> int:
+    if options.http_port is not None:
+        return options.http_port
+    if port_accepts(options.http_host, 9850):
+        log.warning("port 9850 is taken; the demo API takes a free port instead")
+        return 0
+    return 9850
+
+
+async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
+    with tempfile.TemporaryDirectory(prefix="orchestrator-demo-") as tmp:
+        broker = embedded_broker(Path(tmp), prefer=options.broker)
+        await broker.start()
+        log.info("broker started", kind=broker.kind, address=f"{broker.host}:{broker.port}")
+        serve_config, agent_configs = demo_configs(
+            options, broker_port=broker.port, http_port=_pick_http_port(options)
+        )
+        central = CentralDaemon(serve_config)
+        agents = [NodeAgent(config) for config in agent_configs]
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(central.run(stop), name="serve")
+                for agent in agents:
+                    tasks.create_task(agent.run(stop), name=f"agent-{agent.node}")
+                tasks.create_task(_announce(central, options), name="announce")
+                if options.duration_s is not None:
+                    tasks.create_task(_stop_after(stop, options.duration_s), name="duration")
+        finally:
+            await broker.stop()
+        log.info("demo stopped")
+
+
+async def _announce(central: CentralDaemon, options: DemoOptions) -> None:
+    await central.ready.wait()
+    url = central.http.url if central.http else "?"
+    gpus = options.nodes * options.gpus_per_node
+    shape = f"{options.nodes} nodes x {options.gpus_per_node} GPUs = {gpus} fake GPUs"
+    print(f"\norchestrator demo: {shape}")
+    print(f"  fleet state:  {url}/api/v1/state")
+    print(f"  metrics:      {url}/metrics")
+    print("  stop with Ctrl-C\n", flush=True)
+
+
+async def _stop_after(stop: asyncio.Event, duration_s: float) -> None:
+    await asyncio.sleep(duration_s)
+    log.info("demo duration reached", duration_s=duration_s)
+    stop.set()

@@ -1,0 +1,176 @@
+"""The only module that imports the MQTT client library (aiomqtt 2.x).
+
+`MqttLink` is a broker connection that keeps itself up: `run()` connects, subscribes,
+calls `on_connect` (where a node publishes its retained `online`), hands every message to
+a plain callback, and on any broker error waits a jittered, growing delay and tries again;
+the delay resets after a connection that held. `publish()` never blocks on a missing broker:
+it returns False and the caller decides (telemetry is simply the next snapshot's job).
+
+The message callback is synchronous on purpose: ingest is a parse and a dict store, and a
+callback that cannot await cannot stall the client's reading loop behind slow work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+import structlog
+from pydantic import SecretStr
+
+from orchestrator.config.common import MqttSection
+
+log = structlog.get_logger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+ConnectHook = Callable[["MqttLink"], Awaitable[None]]
+
+__all__ = ["Backoff", "MqttLink", "Will"]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class Backoff:
+    """Exponential backoff with full jitter; `reset()` after a success."""
+
+    def __init__(self, *, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+
+    def next_delay_s(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * (2**self._attempt))
+        self._attempt += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+def _tls_context(settings: MqttSection) -> ssl.SSLContext | None:
+    tls = settings.tls
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class MqttLink:
+    """One self-healing broker connection with its subscriptions and last will."""
+
+    def __init__(
+        self,
+        settings: MqttSection,
+        *,
+        client_id: str,
+        password: SecretStr | None = None,
+        will: Will | None = None,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        on_message: MessageHandler | None = None,
+        on_connect: ConnectHook | None = None,
+        max_queued_incoming: int = 100_000,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self._password = password
+        self._will = will
+        self._subscriptions = tuple(subscriptions)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._max_queued_incoming = max_queued_incoming
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.connections_total = 0
+        self.disconnections_total = 0
+        self._backoff = Backoff(
+            initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
+        )
+
+    def _new_client(self) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self.settings.host,
+            self.settings.port,
+            identifier=self.client_id,
+            username=self.settings.username,
+            password=self._password.get_secret_value() if self._password else None,
+            will=(
+                aiomqtt.Will(
+                    self._will.topic, self._will.payload, self._will.qos, self._will.retain
+                )
+                if self._will
+                else None
+            ),
+            keepalive=self.settings.keepalive_s,
+            timeout=10.0,
+            tls_context=_tls_context(self.settings),
+            max_queued_incoming_messages=self._max_queued_incoming,
+            clean_session=True,
+        )
+        client.pending_calls_threshold = 10_000
+        return client
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        while True:
+            await self.run_once()
+            delay_s = self._backoff.next_delay_s()
+            log.info("mqtt reconnecting", broker=self._where(), delay_s=round(delay_s, 2))
+            await asyncio.sleep(delay_s)
+
+    async def run_once(self) -> None:
+        """One connection: connect, subscribe, deliver until the broker goes away."""
+        try:
+            async with self._new_client() as client:
+                self._client = client
+                for topic, qos in self._subscriptions:
+                    await client.subscribe(topic, qos=qos)
+                self.connections_total += 1
+                self.connected.set()
+                self._backoff.reset()
+                log.info("mqtt connected", broker=self._where(), client_id=self.client_id)
+                if self._on_connect is not None:
+                    await self._on_connect(self)
+                handler = self._on_message
+                async for message in client.messages:
+                    if handler is not None:
+                        handler(message.topic.value, bytes(message.payload))
+        except aiomqtt.MqttError as error:
+            if self.connected.is_set():
+                self.disconnections_total += 1
+            log.warning("mqtt unavailable", broker=self._where(), error=str(error))
+        finally:
+            self._client = None
+            self.connected.clear()
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> bool:
+        """Publish if connected; False when the broker is away or the publish failed."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as error:
+            log.debug("mqtt publish failed", topic=topic, error=str(error))
+            return False
+        return True
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
