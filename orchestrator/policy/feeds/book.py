@@ -1,0 +1,184 @@
+"""The market book: the latest accepted quote per algorithm and for power, judged on arrival.
+
+Every quote passes the sanity checks before it is kept; a failure becomes a `Rejection` with
+a reason (counted per feed and reason, logged by the runner) and the previous value stays:
+
+- `not_finite`: NaN or an infinity;
+- `non_positive`: a hashprice of zero or less (no market pays nothing for work), or a power
+  price below zero unless `allow_negative_power_price` (real-time ISO prices do go negative);
+- `outlier`: more than `max_jump_factor` times (or less than 1/`max_jump_factor` of) the
+  feed's own last accepted value for that key, or, for a feed's first value, the value
+  another feed currently gives. This is the guard against unit bugs (1e8 vs 1e9) and garbage;
+  real markets do not move 1000x between two polls;
+- `stale_at_source`: the upstream timestamp is already older than the feed's staleness limit.
+
+Staleness: a quote is usable until `fetched_at_s + staleness_s`. `snapshot(now_s)` returns
+only fresh values; keys the book knows but cannot price freshly are listed in `stale_keys`,
+so the planner can hold the current plan and say why. When several feeds price one key, the
+first in priority order (config order) with a fresh quote wins; a lower one is the fallback.
+
+The book is plain state without I/O or clocks; the caller passes `now_s`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from orchestrator.policy.feeds.quote import POWER_KEY, Quote, QuoteKind, Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """The fresh market at `taken_at_s`: what the planner may act on."""
+
+    taken_at_s: float
+    hashprice_usd_per_hs_day: Mapping[str, float]
+    power_price_usd_per_kwh: float | None
+    quotes: Mapping[str, Quote]
+    stale_keys: frozenset[str] = field(default_factory=frozenset)
+
+    def hashprice_quote(self, algorithm: str) -> Quote | None:
+        return self.quotes.get(algorithm)
+
+    @property
+    def power_quote(self) -> Quote | None:
+        return self.quotes.get(POWER_KEY)
+
+
+class MarketBook:
+    """Latest accepted quote per (key, feed); see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        max_jump_factor: float = 1000.0,
+        allow_negative_power_price: bool = False,
+        source_priority: Sequence[str] = (),
+    ) -> None:
+        if max_jump_factor <= 1.0:
+            raise ValueError("max_jump_factor must exceed 1")
+        self._max_jump_factor = max_jump_factor
+        self._allow_negative_power = allow_negative_power_price
+        self._priority = {name: rank for rank, name in enumerate(source_priority)}
+        self._accepted: dict[str, dict[str, Quote]] = {}
+        self._kinds: dict[str, QuoteKind] = {}
+        self._rejections: Counter[tuple[str, str]] = Counter()
+        self._last_rejection: dict[tuple[str, str], Rejection] = {}
+
+    # ------------------------------------------------------------------ intake
+
+    def offer(self, quote: Quote, now_s: float) -> Rejection | None:
+        """Judge `quote`; keep it and return None, or count and return the rejection."""
+        rejection = self._judge(quote, now_s)
+        if rejection is not None:
+            self.count_rejection(rejection)
+            return rejection
+        self._accepted.setdefault(quote.key, {})[quote.source] = quote
+        self._kinds[quote.key] = quote.kind
+        return None
+
+    def count_rejection(self, rejection: Rejection) -> None:
+        """Count a rejection made here or by a source (unpriceable items)."""
+        self._rejections[(rejection.source, rejection.reason)] += 1
+        self._last_rejection[(rejection.source, rejection.key)] = rejection
+
+    def _judge(self, quote: Quote, now_s: float) -> Rejection | None:
+        value = quote.value
+
+        def reject(reason: str, detail: str) -> Rejection:
+            return Rejection(
+                source=quote.source,
+                key=quote.key,
+                reason=reason,
+                detail=detail,
+                raw_value=quote.provenance.raw_value,
+            )
+
+        if not math.isfinite(value):
+            return reject("not_finite", f"value is {value}")
+        if quote.kind is QuoteKind.HASHPRICE and value <= 0.0:
+            return reject("non_positive", f"hashprice {value} {quote.unit} must be above zero")
+        if quote.kind is QuoteKind.POWER and value < 0.0 and not self._allow_negative_power:
+            return reject("non_positive", f"power price {value} {quote.unit} is negative")
+        source_time_s = quote.provenance.source_time_s
+        if source_time_s is not None and now_s - source_time_s > quote.staleness_s:
+            return reject(
+                "stale_at_source",
+                f"upstream timestamp is {now_s - source_time_s:.0f} s old, "
+                f"over the {quote.staleness_s:.0f} s limit",
+            )
+        reference = self._reference_for(quote, now_s)
+        if reference is not None and reference.value > 0.0 and value > 0.0:
+            ratio = value / reference.value
+            if ratio > self._max_jump_factor or ratio < 1.0 / self._max_jump_factor:
+                return reject(
+                    "outlier",
+                    f"{value:.6g} is {ratio:.3g}x the last accepted {reference.value:.6g} "
+                    f"from {reference.source}; the limit is {self._max_jump_factor:g}x",
+                )
+        return None
+
+    def _reference_for(self, quote: Quote, now_s: float) -> Quote | None:
+        """The feed's own last accepted value, else the best fresh value from another feed."""
+        by_source = self._accepted.get(quote.key, {})
+        own = by_source.get(quote.source)
+        if own is not None:
+            return own
+        return self._best(by_source, now_s)
+
+    # ------------------------------------------------------------------ reading
+
+    def _rank(self, source: str) -> tuple[int, str]:
+        return (self._priority.get(source, len(self._priority)), source)
+
+    def _best(self, by_source: Mapping[str, Quote], now_s: float) -> Quote | None:
+        fresh = [q for q in by_source.values() if q.is_fresh(now_s)]
+        if not fresh:
+            return None
+        return min(fresh, key=lambda q: self._rank(q.source))
+
+    def snapshot(self, now_s: float) -> MarketSnapshot:
+        """Fresh values only: one per key, the highest-priority feed's."""
+        hashprices: dict[str, float] = {}
+        chosen: dict[str, Quote] = {}
+        power: float | None = None
+        stale: set[str] = set()
+        for key, by_source in self._accepted.items():
+            best = self._best(by_source, now_s)
+            if best is None:
+                stale.add(key)
+                continue
+            chosen[key] = best
+            if best.kind is QuoteKind.POWER:
+                power = best.value
+            else:
+                hashprices[key] = best.value
+        return MarketSnapshot(
+            taken_at_s=now_s,
+            hashprice_usd_per_hs_day=MappingProxyType(hashprices),
+            power_price_usd_per_kwh=power,
+            quotes=MappingProxyType(chosen),
+            stale_keys=frozenset(stale),
+        )
+
+    def latest(self, key: str, source: str | None = None) -> Quote | None:
+        """The last accepted quote for `key` (from `source`, else the top-priority one),
+        fresh or not."""
+        by_source = self._accepted.get(key, {})
+        if source is not None:
+            return by_source.get(source)
+        if not by_source:
+            return None
+        return min(by_source.values(), key=lambda q: self._rank(q.source))
+
+    @property
+    def rejection_counts(self) -> Mapping[tuple[str, str], int]:
+        """Rejections so far by (feed, reason)."""
+        return MappingProxyType(dict(self._rejections))
+
+    def last_rejection(self, source: str, key: str) -> Rejection | None:
+        return self._last_rejection.get((source, key))
