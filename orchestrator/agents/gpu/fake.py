@@ -18,11 +18,12 @@ Temperature relaxes toward a level set by power (time constant 30 s, so it lags 
 the fan follows temperature with a zero-RPM mode below 50 C; datacenter boards have no fan
 (None, as NVML's NotSupported). Boards without ECC report None for the ECC counters.
 
-Determinism: all randomness comes from one `random.Random` per GPU seeded from
-(`seed`, node, index), and time only from the injected `clock`, so the same seed, clock
-readings and calls give the same samples. UUIDs and PCI bus ids derive from node and index
-alone: stable across restarts and seeds, unique within a node, bus ids ascending with the
-index as NVML enumerates them.
+Noise is a Gaussian clipped at 2.5 `noise_fraction`s, so ranges such as "mining draws
+60-85 % of the limit" hold at the default 2 %. Determinism: all randomness comes from one
+`random.Random` per GPU seeded from (`seed`, node, index), and time only from the injected
+`clock`, so the same seed, clock readings and calls give the same samples. UUIDs and PCI
+bus ids derive from node and index alone: stable across restarts and seeds, unique within a
+node, bus ids ascending with the index as NVML enumerates them.
 
 Faults for tests, per GPU, sticky until `clear_faults`: `nvml_error` (the power query fails:
 unhealthy, power None), `lost` (GPU fell off the bus: identity only), `ecc_uncorrected` /
@@ -62,6 +63,7 @@ _AI_POWER_FRACTION = 0.92
 _AI_UTILIZATION_MEAN_PCT = 70.0
 _MINING_CORE_CLOCK_FRACTION = 0.8
 _ZERO_RPM_BELOW_C = 50.0
+_NOISE_CLIP = 2.5  # noise is a bounded Gaussian (in units of noise_fraction), never a spike
 _MINERS = ("t-rex", "lolMiner", "miner", "rigel", "nbminer")
 _MINER_KEYWORDS = {"trex": "t-rex", "t-rex": "t-rex", "lolminer": "lolMiner", "gminer": "miner"}
 _MINER_KEYWORDS |= {"rigel": "rigel", "nbminer": "nbminer", "xmrig": "xmrig"}
@@ -339,7 +341,8 @@ class FakeGpuBackend:
         )
 
     def _noisy(self, gpu: _FakeGpu, value: float, *, low: float, high: float) -> float:
-        jittered = value * (1.0 + gpu.rng.gauss(0.0, self._noise_fraction))
+        deviation = max(-_NOISE_CLIP, min(_NOISE_CLIP, gpu.rng.gauss(0.0, 1.0)))
+        jittered = value * (1.0 + deviation * self._noise_fraction)
         return min(high, max(low, jittered))
 
     def _noisy_pct(self, gpu: _FakeGpu, value: float) -> float:
