@@ -1,0 +1,178 @@
+"""The `orchestrator` command as an operator runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.demo.broker import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def orchestrator(*args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", ["serve.toml", "agent.toml"])
+def test_the_example_configs_are_valid(name: str) -> None:
+    result = orchestrator("config", "check", str(ROOT / "config" / name))
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_a_bad_config_exits_2_naming_each_bad_key_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[mqtt]\nport = 70000\nhots = "x"\n[ingest]\nnode_offline_after_s = -1\n')
+    result = orchestrator("config", "check", str(path))
+    assert result.returncode == 2
+    assert "mqtt.port: Input should be less than or equal to 65535 (got 70000)" in result.stderr
+    assert "mqtt.hots: unknown key" in result.stderr
+    assert "ingest.node_offline_after_s: Input should be greater than 0" in result.stderr
+
+
+def test_an_agent_config_with_an_unknown_gpu_model_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[gpu]\nbackend = "fake"\n[gpu.fake]\nmodels = ["rtx-9999"]\n')
+    result = orchestrator("config", "check", str(path))
+    assert result.returncode == 2
+    assert "gpu.fake.models" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("[mqtt\nport=1", "<toml>"), (None, "<file>")],
+    ids=["broken-toml", "missing-file"],
+)
+def test_an_unreadable_config_exits_2(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "c.toml"
+    if content is not None:
+        path.write_text(content)
+    result = orchestrator("config", "check", str(path))
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_a_missing_secret_is_a_config_error_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text(
+        '[mqtt]\nusername = "serve"\npassword = { env = "ORCH_TEST_UNSET_SECRET" }\n'
+        "[http]\nport = 0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_TEST_UNSET_SECRET"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "mqtt.password: environment variable ORCH_TEST_UNSET_SECRET is not set" in result.stderr
+
+
+def _state(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/state", timeout=2) as response:
+            state: dict[str, Any] = json.load(response)
+            return state
+    except OSError:
+        return None
+
+
+def _wait_for_gpus(
+    url: str, count: int, process: subprocess.Popen[str], timeout_s: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "demo exited early"
+        state = _state(url)
+        if state and state["summary"]["gpus_total"] == count:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"demo did not show {count} GPUs within {timeout_s} s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
+def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "demo",
+            "--duration",
+            "8",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--broker",
+            broker,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        state = _wait_for_gpus(url, 32, process, timeout_s=7)
+        assert state["summary"]["nodes_online"] == 4
+        assert {n["node"] for n in state["nodes"]} == {f"node-0{i}" for i in range(1, 5)}
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert f"{url}/api/v1/state" in output
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_demo_cleanly() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "demo",
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "2",
+            "--http",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_gpus(url, 4, process, timeout_s=15)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "demo stopped" in output
+    assert "Traceback" not in output
