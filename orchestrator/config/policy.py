@@ -1,0 +1,227 @@
+"""Config sections for the policy: mining profiles, AI contracts and planner settings.
+
+A site describes what its GPUs can do (mining profiles with a benchmark table per GPU
+model), what it has sold (reserved contracts with schedule windows and SLA penalties,
+on-demand contracts with a ceiling) and how eagerly the planner may move GPUs (horizon,
+hysteresis, minimum dwell, power cap). Each section rejects unknown keys and is frozen.
+
+Two kinds of mistake are told apart. A value that is wrong on its own (a negative rate, an
+unknown time zone, "25:00") fails validation naming the key. A set of contracts that is
+valid key by key but can never be met (more committed GPUs than eligible ones, duplicate
+ids, empty windows) is reported by `contract_problems`, which `orchestrator config check`
+and the running daemon both call, so nothing is silently half-served.
+
+The planner's pure values are built from these sections by
+`orchestrator.policy.model.policy_from_config` (the config layer sits below the policy layer).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from orchestrator.config._base import Section
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
+_ID = r"^[A-Za-z0-9_.-]+$"
+GIB = 1024**3
+
+
+def clock_minutes(text: str) -> int:
+    """Minutes since midnight of "HH:MM" ("24:00" allowed as an end time)."""
+    match = _CLOCK.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not HH:MM")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes >= 60 or hours > 24 or (hours == 24 and minutes != 0):
+        raise ValueError(f"{text!r} is not a time of day")
+    return hours * 60 + minutes
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name!r}") from error
+    return name
+
+
+class BenchmarkSection(Section):
+    """A GPU model on one mining profile, as benchmarked."""
+
+    hashrate_hs: float = Field(gt=0)
+    power_w: float = Field(ge=0)
+
+
+class MiningProfileSection(Section):
+    id: str = Field(pattern=_ID)
+    algorithm: str = Field(min_length=1)
+    pool_fee_fraction: float = Field(default=0.01, ge=0, lt=1)
+    switch_downtime_s: float = Field(default=30.0, ge=0)
+    benchmarks: dict[str, BenchmarkSection] = Field(default_factory=dict)  # by GPU model
+
+
+class ScheduleWindowSection(Section):
+    """A weekly window; `end` before `start` runs past midnight."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    start: str
+    end: str
+    timezone: str = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        clock_minutes(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+
+class ServingSection(Section):
+    """What every AI contract has: eligibility, model-load downtime, power."""
+
+    id: str = Field(pattern=_ID)
+    rate_usd_per_gpu_hour: float = Field(ge=0)
+    eligible_models: list[str] = Field(default_factory=list)  # empty: any model
+    min_memory_gib: float | None = Field(default=None, ge=0)
+    switch_downtime_s: float = Field(default=300.0, ge=0)
+    power_w: dict[str, float] = Field(default_factory=dict)  # by GPU model
+    default_power_w: float = Field(default=300.0, ge=0)
+
+
+class ReservedContractSection(ServingSection):
+    committed_gpus: int = Field(ge=1)
+    schedule: Literal["always"] | list[ScheduleWindowSection] = "always"
+    availability_target_fraction: float = Field(default=0.99, gt=0, le=1)
+    penalty_usd_per_gpu_hour: float = Field(default=0.0, ge=0)
+    lead_time_s: float = Field(default=600.0, ge=0)
+
+
+class OnDemandContractSection(ServingSection):
+    expected_utilisation_fraction: float = Field(default=1.0, ge=0, le=1)
+    max_gpus: int | None = Field(default=None, ge=0)
+
+
+class ContractsSection(Section):
+    reserved: list[ReservedContractSection] = Field(default_factory=list)
+    on_demand: list[OnDemandContractSection] = Field(default_factory=list)
+
+
+class PlannerSection(Section):
+    interval_s: float = Field(default=60.0, gt=0)
+    horizon_s: float = Field(default=3600.0, gt=0)
+    hysteresis_margin_usd_per_gpu_hour: float = Field(default=0.02, ge=0)
+    hysteresis_margin_fraction: float = Field(default=0.0, ge=0, le=1)
+    min_dwell_s: float = Field(default=600.0, ge=0)
+    switch_fixed_cost_usd: float = Field(default=0.0, ge=0)
+    site_power_cap_kw: float | None = Field(default=None, gt=0)
+    allow_sla_shortfall: bool = False
+    price_move_replan_fraction: float = Field(default=0.05, gt=0)
+    idle_power_w: float = Field(default=0.0, ge=0)
+    display_timezone: str = "UTC"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+
+class PolicySection(Section):
+    """Everything the planner needs from config."""
+
+    mining_profiles: list[MiningProfileSection] = Field(default_factory=list)
+    contracts: ContractsSection = Field(default_factory=ContractsSection)
+    planner: PlannerSection = Field(default_factory=PlannerSection)
+
+    @model_validator(mode="after")
+    def _unique_profiles(self) -> PolicySection:
+        seen: set[str] = set()
+        for profile in self.mining_profiles:
+            if profile.id in seen:
+                raise ValueError(f"mining profile id {profile.id!r} appears twice")
+            seen.add(profile.id)
+        return self
+
+
+def _eligible_count(contract: ServingSection, fleet_models: dict[str, int]) -> int | None:
+    """GPUs of the fleet that may serve `contract`; None when memory decides (unknown here)."""
+    if contract.eligible_models:
+        return sum(fleet_models.get(model, 0) for model in set(contract.eligible_models))
+    if contract.min_memory_gib:
+        return None
+    return sum(fleet_models.values())
+
+
+def _window_problems(reserved: ReservedContractSection) -> list[str]:
+    name = f"reserved contract {reserved.id!r}"
+    if not isinstance(reserved.schedule, list):
+        return []
+    problems = []
+    if not reserved.schedule:
+        problems.append(f"{name}: schedule has no windows, so it is never active")
+    for number, window in enumerate(reserved.schedule, start=1):
+        if not window.days:
+            problems.append(f"{name}: window {number} has no days")
+        if clock_minutes(window.start) % 1440 == clock_minutes(window.end) % 1440:
+            problems.append(f"{name}: window {number} starts and ends at {window.start}")
+    return problems
+
+
+def _capacity_problems(
+    reserved: ReservedContractSection, fleet_models: dict[str, int]
+) -> list[str]:
+    name = f"reserved contract {reserved.id!r}"
+    problems = []
+    eligible = _eligible_count(reserved, fleet_models)
+    total = sum(fleet_models.values())
+    if eligible is not None and reserved.committed_gpus > eligible:
+        problems.append(
+            f"{name} commits {reserved.committed_gpus} GPUs but the fleet has only "
+            f"{eligible} eligible"
+        )
+    elif reserved.committed_gpus > total:
+        problems.append(
+            f"{name} commits {reserved.committed_gpus} GPUs but the fleet has only {total}"
+        )
+    missing = sorted(set(reserved.eligible_models) - set(fleet_models))
+    if missing:
+        problems.append(f"{name}: no GPU of model {', '.join(missing)} in the fleet")
+    return problems
+
+
+def contract_problems(
+    contracts: ContractsSection, fleet_models: dict[str, int] | None = None
+) -> list[str]:
+    """Contracts that can never be met, one readable line each (empty: none found).
+
+    `fleet_models` counts the fleet's GPUs by model name; without it only the contracts
+    themselves are checked. A contract selected by memory alone cannot be counted against
+    model names, so only its ceiling against the whole fleet is checked.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for contract in [*contracts.reserved, *contracts.on_demand]:
+        if contract.id in seen:
+            problems.append(f"contract id {contract.id!r} appears more than once")
+        seen.add(contract.id)
+    for reserved in contracts.reserved:
+        problems.extend(_window_problems(reserved))
+        if fleet_models is not None:
+            problems.extend(_capacity_problems(reserved, fleet_models))
+    if fleet_models is not None:
+        always = [c for c in contracts.reserved if c.schedule == "always"]
+        committed = sum(c.committed_gpus for c in always)
+        if committed > sum(fleet_models.values()):
+            problems.append(
+                f"always-on reserved contracts commit {committed} GPUs together but the fleet "
+                f"has only {sum(fleet_models.values())}"
+            )
+    return problems

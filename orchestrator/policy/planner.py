@@ -1,0 +1,726 @@
+"""`plan()`: the whole fleet's next assignment, optimal for DESIGN.md's objective.
+
+Pure: fleet snapshot, market, contracts, profiles, overrides, settings and `now_s` in, a
+`Plan` out; no I/O, no clock, no globals. The caller times it.
+
+What is decided, in order of precedence (each tier is optimal given the ones above it):
+
+1. Fixed GPUs stay as they are: offline (never counted for an SLA, never reassigned),
+   unhealthy, and overridden by an operator (the override's workload).
+2. The site power cap (kW) holds. If even the lowest-power choice for every movable GPU
+   exceeds it, the plan uses that minimum instead and says so.
+3. Reserved contracts get their committed GPUs (hard), unless `allow_sla_shortfall`, in
+   which case a shortfall is just its penalty in the objective. When it cannot be met the
+   plan serves as many as possible and reports each contract's shortfall and penalty.
+4. Soft locks hold where possible: a GPU inside its minimum dwell, or on an algorithm with
+   no valid price, stays. Only tiers 2 and 3 may move it, as few such GPUs as possible.
+5. Maximise sum over GPUs of (revenue - power - switching cost over the horizon - hysteresis
+   margin of a switch) - SLA penalties, where contract revenue is paid for at most the
+   committed / ceiling number of GPUs.
+
+Solving. GPUs are grouped into classes: same model and memory, same current workload, same
+soft lock and the same measured-rate buckets. Every member of a class has the same option
+list, the same score and power for each option and the same contract eligibility, so any
+per-GPU assignment maps to per-class counts with the same objective and constraint values,
+and any integer counts map back to a per-GPU assignment: the aggregation is exact. The
+MILP has one integer count per (class, option) and one served-count per contract, which
+is a transportation problem plus at most three side rows, and HiGHS solves it in
+milliseconds. The common case is one solve (tiers 3 and 4 already satisfied). When that is
+infeasible, a second solve minimises (shortfall, broken locks) with integer weights and a
+third maximises profit at that level.
+
+Disaggregation is deterministic: members in key order, except that within a dwell class
+the GPUs that switched most recently are the ones kept in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import highspy
+
+from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
+from orchestrator.policy.explain import (
+    ContractFacts,
+    ReasonContext,
+    candidate_table,
+    fixed_reason,
+    gpu_reason,
+)
+from orchestrator.policy.model import (
+    MINE_PREFIX,
+    Assignment,
+    CandidateValue,
+    Contracts,
+    GpuState,
+    Market,
+    MiningProfile,
+    Override,
+    Plan,
+    PlannerSettings,
+    SlaStatus,
+)
+
+_FEASIBILITY_W = 1e-6
+_INTEGRALITY = 1e-7
+_INF = highspy.kHighsInf
+_INTEGER = highspy.HighsVarType.kInteger
+_CONTINUOUS = highspy.HighsVarType.kContinuous
+# Exact optimum (no relative gap), one thread (the plan must be deterministic), quiet.
+_HIGHS_OPTIONS: dict[str, bool | float | int] = {
+    "output_flag": False,
+    "mip_rel_gap": 0.0,
+    "mip_abs_gap": 1e-9,
+    "threads": 1,
+    "random_seed": 0,
+}
+
+
+class PlanningError(Exception):
+    """The solver gave no usable answer (not expected for a well-formed problem)."""
+
+
+@dataclass(slots=True)
+class _Class:
+    """Interchangeable GPUs. Classes of one group differ only in their stay option."""
+
+    options: tuple[Option, ...]
+    lock: str  # "free", "dwell", "no-price"
+    group: int
+    members: list[GpuState] = field(default_factory=list)
+
+    @property
+    def stay_index(self) -> int | None:
+        return next((i for i, o in enumerate(self.options) if o.is_stay), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _ContractTerms:
+    paid_usd_per_gpu_hour: float
+    paid_cap: float  # GPUs paid for at most
+    committed: int  # active reserved commitment, else 0
+    penalty_usd_per_gpu_hour: float
+
+
+@dataclass(slots=True)
+class _Fixed:
+    gpu: GpuState
+    lock: str
+    workload: str | None
+    option: Option | None
+    override: Override | None
+
+
+def _contract_terms(contracts: Contracts, active: frozenset[str]) -> dict[str, _ContractTerms]:
+    terms = {}
+    for r in contracts.reserved:
+        committed = r.committed_gpus if r.id in active else 0
+        terms[r.id] = _ContractTerms(
+            r.rate_usd_per_gpu_hour, committed, committed, r.penalty_usd_per_gpu_hour
+        )
+    for d in contracts.on_demand:
+        cap = math.inf if d.max_gpus is None else d.max_gpus
+        paid = d.rate_usd_per_gpu_hour * d.expected_utilisation_fraction
+        terms[d.id] = _ContractTerms(paid, cap, 0, 0.0)
+    return terms
+
+
+def _dwell_left_s(gpu: GpuState, settings: PlannerSettings, now_s: float) -> float:
+    if gpu.current_workload is None or gpu.since_s is None:
+        return 0.0
+    return max(0.0, gpu.since_s + settings.min_dwell_s - now_s)
+
+
+class _Problem:
+    """The aggregated MILP of one plan, solvable under different tiers."""
+
+    def __init__(
+        self,
+        classes: list[_Class],
+        terms: dict[str, _ContractTerms],
+        fixed_counts: dict[str, int],
+        power_budget_w: float | None,
+    ) -> None:
+        self.classes = classes
+        self.terms = terms
+        self.fixed_counts = fixed_counts
+        self.power_budget_w = power_budget_w
+        paid_by = {o.paid_by for k in classes for o in k.options}
+        self.contract_ids = [c for c in terms if c in paid_by or fixed_counts.get(c)]
+
+    def solve(
+        self,
+        *,
+        pin_soft: bool,
+        pin_sla: bool,
+        hard_sla: bool,
+        lexicographic_weight: float | None = None,
+        min_served: float | None = None,
+        min_stays: float | None = None,
+    ) -> list[list[int]] | None:
+        """Counts per class and option, or None when infeasible.
+
+        `pin_soft` keeps soft-locked classes in place; `pin_sla` demands every active
+        commitment in full. `lexicographic_weight` replaces the money objective with
+        weight x committed GPUs served (when `hard_sla`) + soft-locked GPUs kept in place,
+        all integers; `min_served` and `min_stays` then hold the levels it found.
+        """
+        milp = _Milp()
+        group_rows: dict[int, int] = {}
+        group_size: dict[int, int] = {}
+        for cls in self.classes:
+            group_size[cls.group] = group_size.get(cls.group, 0) + len(cls.members)
+        for group, group_gpus in group_size.items():
+            group_rows[group] = milp.add_row(group_gpus, group_gpus)
+        contract_row = {
+            c: milp.add_row(-_INF, self.fixed_counts.get(c, 0)) for c in self.contract_ids
+        }
+        power_row = milp.add_optional_row(self.power_budget_w, upper=True)
+        sla_row = milp.add_optional_row(min_served, upper=False)
+        stay_row = milp.add_optional_row(min_stays, upper=False)
+
+        def entries(row: int, option: Option, *, kept: bool) -> list[tuple[int, float]]:
+            return [
+                (row, 1.0),
+                (contract_row.get(option.paid_by or "", -1), -1.0),
+                (power_row, option.power_w),
+                (stay_row if kept else -1, 1.0),
+            ]
+
+        def cost(option: Option, *, kept: bool) -> float:
+            if lexicographic_weight is None:
+                return option.own_score_usd_per_hour
+            return 1.0 if kept else 0.0
+
+        stay_columns: list[int] = []  # class index of each stay column
+        move_columns: list[tuple[int, int]] = []  # (first class of the group, option index)
+        first_of_group: dict[int, int] = {}
+        for k, cls in enumerate(self.classes):
+            first_of_group.setdefault(cls.group, k)
+            stay = cls.stay_index
+            if stay is None:
+                continue
+            kept = cls.lock != "free"
+            size = float(len(cls.members))
+            lower = size if pin_soft and kept else 0.0
+            row = group_rows[cls.group]
+            option = cls.options[stay]
+            milp.add_column(
+                cost(option, kept=kept), lower, size, entries(row, option, kept=kept), integer=True
+            )
+            stay_columns.append(k)
+        for group, k in first_of_group.items():
+            cls = self.classes[k]
+            for j, option in enumerate(cls.options):
+                if j == cls.stay_index:
+                    continue
+                milp.add_column(
+                    cost(option, kept=False),
+                    0.0,
+                    float(group_size[group]),
+                    entries(group_rows[group], option, kept=False),
+                    integer=True,
+                )
+                move_columns.append((k, j))
+        for contract_id in self.contract_ids:
+            t = self.terms[contract_id]
+            paid = t.paid_usd_per_gpu_hour + t.penalty_usd_per_gpu_hour
+            if lexicographic_weight is not None:
+                paid = lexicographic_weight if hard_sla and t.committed else 0.0
+            column = [(contract_row[contract_id], 1.0), (sla_row if t.committed else -1, 1.0)]
+            lower = float(t.committed) if pin_sla else 0.0
+            upper = t.paid_cap if math.isfinite(t.paid_cap) else _INF
+            milp.add_column(paid, lower, upper, column, integer=False)
+        solution = milp.solve()
+        if solution is None:
+            return None
+        values = [round(v) for v in solution]
+        return self._per_class(
+            values[: len(stay_columns)], stay_columns, values[len(stay_columns) :], move_columns
+        )
+
+    def _per_class(
+        self,
+        stays: list[int],
+        stay_columns: list[int],
+        moves: list[int],
+        move_columns: list[tuple[int, int]],
+    ) -> list[list[int]]:
+        """Spread each group's moves over its classes: leavers in class order, options in order."""
+        counts = [[0] * len(k.options) for k in self.classes]
+        leavers: dict[
+            int, list[int]
+        ] = {}  # group -> classes, one entry per leaving GPU... as counts
+        for k, n in zip(stay_columns, stays, strict=True):
+            counts[k][self.classes[k].stay_index or 0] = n
+        for k, cls in enumerate(self.classes):
+            stay = cls.stay_index
+            left = len(cls.members) - (counts[k][stay] if stay is not None else 0)
+            leavers.setdefault(cls.group, []).extend([k] * left)
+        position: dict[int, int] = {}
+        for (first, j), n in zip(move_columns, moves, strict=False):
+            group = self.classes[first].group
+            start = position.get(group, 0)
+            for k in leavers[group][start : start + n]:
+                counts[k][j] += 1
+            position[group] = start + n
+        return counts
+
+
+@dataclass(slots=True)
+class _Milp:
+    """A maximisation MILP in column form, built one row and one column at a time."""
+
+    costs: list[float] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    integer: list[highspy.HighsVarType] = field(default_factory=list)
+    starts: list[int] = field(default_factory=lambda: [0])
+    rows: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    row_lower: list[float] = field(default_factory=list)
+    row_upper: list[float] = field(default_factory=list)
+
+    def add_row(self, lower: float, upper: float) -> int:
+        self.row_lower.append(float(lower))
+        self.row_upper.append(float(upper))
+        return len(self.row_lower) - 1
+
+    def add_optional_row(self, bound: float | None, *, upper: bool) -> int:
+        """A row `<= bound` (`upper`) or `>= bound` on integer totals; -1 without a bound."""
+        if bound is None:
+            return -1
+        if upper:
+            return self.add_row(-_INF, bound + _FEASIBILITY_W)
+        return self.add_row(bound - 0.5, _INF)
+
+    def add_column(
+        self,
+        cost: float,
+        lower: float,
+        upper: float,
+        entries: list[tuple[int, float]],
+        *,
+        integer: bool,
+    ) -> None:
+        self.costs.append(cost)
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self.integer.append(_INTEGER if integer else _CONTINUOUS)
+        for row, value in entries:
+            if row < 0:  # a row this solve does not have
+                continue
+            self.rows.append(row)
+            self.values.append(value)
+        self.starts.append(len(self.rows))
+
+    def solve(self) -> list[float] | None:
+        """The optimal column values, or None when infeasible.
+
+        The LP relaxation first: the problem is a transportation problem plus a few side
+        rows, so its optimal vertex is usually integral, and an integral LP optimum is a MILP
+        optimum (the LP bounds the MILP from above). Only a fractional vertex (typically from
+        a binding power cap) pays for branch and bound.
+        """
+        lp = highspy.HighsLp()
+        lp.num_col_ = len(self.costs)
+        lp.num_row_ = len(self.row_lower)
+        lp.sense_ = highspy.ObjSense.kMaximize
+        lp.col_cost_ = self.costs
+        lp.col_lower_ = self.lower
+        lp.col_upper_ = self.upper
+        lp.row_lower_ = self.row_lower
+        lp.row_upper_ = self.row_upper
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = self.starts
+        lp.a_matrix_.index_ = self.rows
+        lp.a_matrix_.value_ = self.values
+        solver = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no stubs
+        for name, value in _HIGHS_OPTIONS.items():
+            solver.setOptionValue(name, value)
+        solver.setOptionValue("presolve", "off")
+        relaxed = _optimal_values(solver, lp)
+        if relaxed is None or all(
+            abs(value - round(value)) <= _INTEGRALITY
+            for value, kind in zip(relaxed, self.integer, strict=True)
+            if kind == _INTEGER
+        ):
+            return relaxed
+        lp.integrality_ = self.integer
+        solver.setOptionValue("presolve", "on")
+        return _optimal_values(solver, lp)
+
+
+def _optimal_values(solver: highspy.Highs, lp: highspy.HighsLp) -> list[float] | None:
+    solver.passModel(lp)
+    solver.run()
+    status = solver.getModelStatus()
+    if status in (
+        highspy.HighsModelStatus.kInfeasible,
+        highspy.HighsModelStatus.kUnboundedOrInfeasible,
+    ):
+        return None
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise PlanningError(f"HiGHS stopped with {solver.modelStatusToString(status)}")
+    return list(solver.getSolution().col_value)
+
+
+# ---------------------------------------------------------------- the plan as a whole
+
+
+def _classify(
+    fleet: Sequence[GpuState],
+    *,
+    market: Market,
+    contracts: Contracts,
+    profiles: Sequence[MiningProfile],
+    overrides: Mapping[str, Override],
+    settings: PlannerSettings,
+    now_s: float,
+    active: frozenset[str],
+) -> tuple[list[_Class], list[_Fixed]]:
+    by_key: dict[tuple[object, ...], _Class] = {}
+    groups: dict[tuple[object, ...], tuple[int, tuple[Option, ...]]] = {}
+    fixed: list[_Fixed] = []
+    profiles_by_id = {p.id: p for p in profiles}
+    per_class_margin = settings.hysteresis_margin_fraction > 0
+
+    def options_of(gpu: GpuState, *, only_current: bool) -> tuple[Option, ...]:
+        return gpu_options(
+            gpu,
+            market=market,
+            contracts=contracts,
+            profiles=profiles,
+            settings=settings,
+            active_reserved=active,
+            only_current=only_current,
+        )
+
+    for gpu in fleet:
+        override = overrides.get(gpu.key)
+        if override is not None and override.until_s is not None and override.until_s <= now_s:
+            override = None
+        lock = ""
+        if not gpu.online:
+            lock = "offline"
+        elif not gpu.healthy:
+            lock = "unhealthy"
+        elif override is not None:
+            lock = "override"
+        if lock:
+            workload = (
+                override.workload if lock == "override" and override else gpu.current_workload
+            )
+            options = options_of(gpu, only_current=False)
+            option = next((o for o in options if o.workload == workload), None)
+            fixed.append(
+                _Fixed(gpu, lock, workload, option, override if lock == "override" else None)
+            )
+            continue
+        dwell = _dwell_left_s(gpu, settings, now_s) > 0
+        current = gpu.current_workload
+        own, other = _measured_keys(gpu, current, profiles_by_id)
+        group_key: tuple[object, ...] = (gpu.model, gpu.memory_total_bytes, current, dwell, other)
+        if per_class_margin:  # the margin depends on the stay value: no sharing
+            group_key += (own,)
+        key = (*group_key, own)
+        cls = by_key.get(key)
+        if cls is None:
+            group = groups.get(group_key)
+            if group is None:
+                group = groups[group_key] = (len(groups), options_of(gpu, only_current=False))
+            cls = by_key[key] = _new_class(gpu, group, market, profiles_by_id, dwell=dwell)
+        cls.members.append(gpu)
+    return list(by_key.values()), fixed
+
+
+def _measured_keys(
+    gpu: GpuState, current: str | None, profiles_by_id: Mapping[str, MiningProfile]
+) -> tuple[tuple[tuple[str, float, float], ...], tuple[tuple[str, float, float], ...]]:
+    """Bucketed measurements: (on the current profile, on the others)."""
+    if not gpu.measured:
+        return (), ()
+    current_profile = current.removeprefix(MINE_PREFIX) if current else None
+    own: list[tuple[str, float, float]] = []
+    other: list[tuple[str, float, float]] = []
+    for profile_id in sorted(gpu.measured):
+        if profile_id not in profiles_by_id:
+            continue
+        m = gpu.measured[profile_id]
+        entry = (profile_id, bucketed(m.hashrate_hs), bucketed(m.power_w))
+        (own if profile_id == current_profile else other).append(entry)
+    return tuple(own), tuple(other)
+
+
+def _new_class(
+    gpu: GpuState,
+    group: tuple[int, tuple[Option, ...]],
+    market: Market,
+    profiles_by_id: Mapping[str, MiningProfile],
+    *,
+    dwell: bool,
+) -> _Class:
+    """The first GPU of a class: the group's options with this GPU's own stay option."""
+    options = group[1]
+    stay_at = next((i for i, o in enumerate(options) if o.is_stay), None)
+    if stay_at is None:
+        return _Class(options, "free", group[0])
+    stay = options[stay_at]
+    profile = profiles_by_id.get(stay.workload.removeprefix(MINE_PREFIX))
+    if stay.workload.startswith(MINE_PREFIX) and profile is not None:
+        stay = measured_stay(stay, gpu, profile, market)
+        options = (*options[:stay_at], stay, *options[stay_at + 1 :])
+    lock = "free"
+    if dwell:
+        lock = "dwell"
+    elif not stay.price_known:
+        lock = "no-price"
+    return _Class(options, lock, group[0])
+
+
+def plan(
+    fleet: Sequence[GpuState],
+    market: Market,
+    *,
+    contracts: Contracts,
+    profiles: Sequence[MiningProfile],
+    overrides: Mapping[str, Override],
+    settings: PlannerSettings,
+    now_s: float,
+) -> Plan:
+    """The optimal assignment of every GPU in `fleet` at `now_s` (see the module docstring)."""
+    active = frozenset(c.id for c in contracts.reserved if c.active(now_s))
+    terms = _contract_terms(contracts, active)
+    classes, fixed = _classify(
+        fleet,
+        market=market,
+        contracts=contracts,
+        profiles=profiles,
+        overrides=overrides,
+        settings=settings,
+        now_s=now_s,
+        active=active,
+    )
+    problems: list[str] = []
+
+    fixed_counts: dict[str, int] = {}
+    fixed_power_w = 0.0
+    for f in fixed:
+        fixed_power_w += f.option.power_w if f.option is not None else settings.idle_power_w
+        if f.lock == "override" and f.option is not None and f.option.paid_by is not None:
+            fixed_counts[f.option.paid_by] = fixed_counts.get(f.option.paid_by, 0) + 1
+
+    power_cap_w: float | None = None
+    power_budget_w: float | None = None
+    if settings.site_power_cap_kw is not None:
+        power_cap_w = settings.site_power_cap_kw * 1000.0
+        lowest_w = fixed_power_w + sum(
+            len(k.members) * min(o.power_w for o in k.options) for k in classes
+        )
+        if lowest_w > power_cap_w + _FEASIBILITY_W:
+            problems.append(
+                f"site power cap {power_cap_w / 1000:.1f} kW is below the lowest possible draw "
+                f"{lowest_w / 1000:.1f} kW; planning at {lowest_w / 1000:.1f} kW"
+            )
+            power_cap_w = lowest_w
+        power_budget_w = power_cap_w - fixed_power_w
+
+    problem = _Problem(classes, terms, fixed_counts, power_budget_w)
+    hard = not settings.allow_sla_shortfall
+    counts = problem.solve(pin_soft=True, pin_sla=hard, hard_sla=hard)
+    if counts is None:
+        soft_total = sum(len(k.members) for k in classes if k.lock != "free")
+        weight = float(soft_total + 1)
+        tiers = problem.solve(
+            pin_soft=False, pin_sla=False, hard_sla=hard, lexicographic_weight=weight
+        )
+        if tiers is None:
+            raise PlanningError("no assignment satisfies even the relaxed constraints")
+        served = _served(problem, tiers)
+        kept = sum(
+            tiers[i][k.stay_index]
+            for i, k in enumerate(classes)
+            if k.lock != "free" and k.stay_index is not None
+        )
+        counts = problem.solve(
+            pin_soft=False,
+            pin_sla=False,
+            hard_sla=hard,
+            min_served=float(served) if hard else None,
+            min_stays=float(kept),
+        )
+        if counts is None:
+            raise PlanningError("the profit tier lost feasibility")
+    totals = _totals(
+        classes,
+        fixed=fixed,
+        counts=counts,
+        terms=terms,
+        contracts=contracts,
+        active=active,
+        settings=settings,
+        problems=problems,
+    )
+    ctx = ReasonContext(
+        contracts={
+            c: ContractFacts(t.committed, t.paid_cap, totals.assigned.get(c, 0))
+            for c, t in terms.items()
+        },
+        power_cap_w=power_cap_w,
+        total_power_w=fixed_power_w + totals.power_w,
+        min_dwell_s=settings.min_dwell_s,
+        display_timezone=settings.display_timezone,
+        now_s=now_s,
+    )
+    by_key, switches, dwell_breaks = _disaggregate(
+        classes, fixed=fixed, counts=counts, ctx=ctx, settings=settings, now_s=now_s
+    )
+    return Plan(
+        assignments={g.key: by_key[g.key] for g in fleet},
+        objective_usd_per_hour=totals.objective_usd_per_hour,
+        net_usd_per_hour=totals.net_usd_per_hour,
+        total_power_w=fixed_power_w + totals.power_w,
+        power_cap_w=power_cap_w,
+        sla=totals.sla,
+        switches=switches,
+        dwell_breaks=dwell_breaks,
+        problems=tuple(problems),
+    )
+
+
+def _served(problem: _Problem, counts: list[list[int]]) -> int:
+    """GPUs counted toward active reserved commitments (at most the commitment each)."""
+    assigned = _assigned(problem.classes, counts, problem.fixed_counts)
+    return sum(
+        min(assigned.get(c, 0), t.committed) for c, t in problem.terms.items() if t.committed
+    )
+
+
+def _assigned(
+    classes: list[_Class], counts: list[list[int]], fixed_counts: dict[str, int]
+) -> dict[str, int]:
+    assigned = dict(fixed_counts)
+    for cls, row in zip(classes, counts, strict=True):
+        for option, n in zip(cls.options, row, strict=True):
+            if n and option.paid_by is not None:
+                assigned[option.paid_by] = assigned.get(option.paid_by, 0) + n
+    return assigned
+
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    objective_usd_per_hour: float
+    net_usd_per_hour: float
+    power_w: float  # of the GPUs the planner placed (not the fixed ones)
+    assigned: dict[str, int]
+    sla: tuple[SlaStatus, ...]
+
+
+def _totals(
+    classes: list[_Class],
+    *,
+    fixed: list[_Fixed],
+    counts: list[list[int]],
+    terms: dict[str, _ContractTerms],
+    contracts: Contracts,
+    active: frozenset[str],
+    settings: PlannerSettings,
+    problems: list[str],
+) -> _Totals:
+    """The objective recomputed exactly from integer counts, and each contract's SLA."""
+    fixed_counts: dict[str, int] = {}
+    objective = net = power_w = 0.0
+    for f in fixed:
+        if f.lock != "override" or f.option is None:
+            continue  # offline and unhealthy GPUs earn nothing the plan can count on
+        own = 0.0 if f.option.paid_by is not None else f.option.revenue_usd_per_hour
+        objective += own - f.option.power_cost_usd_per_hour
+        net += own - f.option.power_cost_usd_per_hour
+        if f.option.paid_by is not None:
+            fixed_counts[f.option.paid_by] = fixed_counts.get(f.option.paid_by, 0) + 1
+    assigned = _assigned(classes, counts, fixed_counts)
+    for cls, row in zip(classes, counts, strict=True):
+        for option, n in zip(cls.options, row, strict=True):
+            objective += n * option.own_score_usd_per_hour
+            own = 0.0 if option.paid_by is not None else option.revenue_usd_per_hour
+            net += n * (own - option.power_cost_usd_per_hour)
+            power_w += n * option.power_w
+    for contract_id, t in terms.items():
+        x = assigned.get(contract_id, 0)
+        paid = t.paid_usd_per_gpu_hour * min(x, t.paid_cap)
+        penalty = t.penalty_usd_per_gpu_hour * max(0, t.committed - x)
+        objective += paid - penalty
+        net += paid - penalty
+    sla: list[SlaStatus] = []
+    for reserved in contracts.reserved:
+        t = terms[reserved.id]
+        x = assigned.get(reserved.id, 0)
+        shortfall = max(0, t.committed - x)
+        penalty = t.penalty_usd_per_gpu_hour * shortfall
+        sla.append(
+            SlaStatus(
+                reserved.id, reserved.id in active, reserved.committed_gpus, x, shortfall, penalty
+            )
+        )
+        if shortfall:
+            why = (
+                "allowed by config"
+                if settings.allow_sla_shortfall
+                else "not enough eligible healthy online GPUs"
+            )
+            problems.append(
+                f"SLA {reserved.id}: {x} of {t.committed} committed GPUs assigned, shortfall "
+                f"{shortfall} ({why}), penalty {penalty:.2f} $/h"
+            )
+    return _Totals(objective, net, power_w, assigned, tuple(sla))
+
+
+def _disaggregate(
+    classes: list[_Class],
+    *,
+    fixed: list[_Fixed],
+    counts: list[list[int]],
+    ctx: ReasonContext,
+    settings: PlannerSettings,
+    now_s: float,
+) -> tuple[dict[str, Assignment], int, int]:
+    """Per-GPU assignments from class counts: stable order, stayers first."""
+    by_key: dict[str, Assignment] = {}
+    for f in fixed:
+        table = candidate_table((f.option,)) if f.option is not None else ()
+        previous = f.gpu.current_workload
+        reason = fixed_reason(f.lock, f.override, ctx)
+        by_key[f.gpu.key] = Assignment(
+            f.gpu.key, f.workload, previous, f.workload != previous, reason, f.lock, table
+        )
+    switches = dwell_breaks = 0
+    rows_by_option: dict[int, CandidateValue] = {}  # options are shared within a group
+    for cls, row in zip(classes, counts, strict=True):
+        table = candidate_table(cls.options, rows_by_option)
+        stay = cls.stay_index
+        members = sorted(cls.members, key=lambda g: g.key)
+        if cls.lock == "dwell":  # the most recently switched stay; the nearly free ones move
+            members.sort(key=lambda g: -(g.since_s or 0.0))
+        order = ([stay] if stay is not None else []) + [j for j in range(len(row)) if j != stay]
+        shared: dict[int, str] = {}
+        position = 0
+        for j in order:
+            option = cls.options[j]
+            for gpu in members[position : position + row[j]]:
+                if cls.lock == "dwell":
+                    left_s = _dwell_left_s(gpu, settings, now_s)
+                    reason = gpu_reason(cls.options, j, cls.lock, left_s, ctx)
+                elif j in shared:
+                    reason = shared[j]
+                else:
+                    reason = shared[j] = gpu_reason(cls.options, j, cls.lock, 0.0, ctx)
+                changed = not option.is_stay
+                switches += changed
+                dwell_breaks += changed and cls.lock != "free"
+                by_key[gpu.key] = Assignment(
+                    gpu.key, option.workload, gpu.current_workload, changed, reason, cls.lock, table
+                )
+            position += row[j]
+    return by_key, switches, dwell_breaks
