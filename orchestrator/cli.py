@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.add_argument("--kind", choices=["serve", "agent"], default=None)
 
+    miner = commands.add_parser("miner", help="miner APIs")
+    miner_commands = miner.add_subparsers(dest="miner_command", required=True)
+    read = miner_commands.add_parser("read", help="one miner API reading, normalised, as JSON")
+    read.add_argument("--api", required=True, help="trex, lolminer, gminer, xmrig, nbminer, ...")
+    source = read.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="the miner's API address, e.g. http://127.0.0.1:4067")
+    source.add_argument("--file", type=Path, help="a saved API response")
+    read.add_argument("--timeout", type=_positive, default=5.0, help="seconds")
+
     status = commands.add_parser("status", help="the fleet as the central daemon sees it")
     status.add_argument("--url", default="http://127.0.0.1:9850")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -131,6 +140,26 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_miner_read(args: argparse.Namespace) -> int:
+    from orchestrator.agents.miners import MINER_APIS, MinerApiError, read_miner  # noqa: PLC0415
+
+    if args.api not in MINER_APIS:
+        print(
+            f"error: unknown miner API {args.api!r}; known: {', '.join(MINER_APIS)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        reading = asyncio.run(
+            read_miner(args.api, url=args.url, file=args.file, timeout_s=args.timeout)
+        )
+    except MinerApiError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE if not args.url else EXIT_FAILURE
+    print(json.dumps(reading.to_json_dict(), indent=2))
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/api/v1/state"
     try:
@@ -160,6 +189,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "agent": cmd_agent,
     "demo": cmd_demo,
     "status": cmd_status,
+    "miner": cmd_miner_read,
 }
 
 

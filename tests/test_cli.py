@@ -89,7 +89,7 @@ def test_a_missing_secret_is_a_config_error_at_start(tmp_path: Path) -> None:
 
 def _state(url: str) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(f"{url}/api/v1/state", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/api/v1/state", timeout=2) as response:  # noqa: S310  (loopback http URL built here)
             state: dict[str, Any] = json.load(response)
             return state
     except OSError:
@@ -176,3 +176,23 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
     assert process.returncode == 0, output
     assert "demo stopped" in output
     assert "Traceback" not in output
+
+
+def test_miner_read_prints_a_normalised_reading_as_json() -> None:
+    fixture = ROOT / "tests" / "agents" / "miners" / "fixtures" / "gminer-stat.3.x-snakecase.json"
+    result = orchestrator("miner", "read", "--api", "gminer", "--file", str(fixture))
+    assert result.returncode == 0, result.stderr
+    reading = json.loads(result.stdout)
+    assert reading["miner"] == "gminer"
+    assert reading["total_hashrate_hs"] > 0
+    assert all(
+        d["pci_bus_id"] is None or d["pci_bus_id"].startswith("0000") for d in reading["devices"]
+    )
+
+
+def test_miner_read_of_garbage_exits_2_with_the_reason(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("<html>502 Bad Gateway</html>")
+    result = orchestrator("miner", "read", "--api", "trex", "--file", str(garbage))
+    assert result.returncode == 2
+    assert "not_json" in result.stderr

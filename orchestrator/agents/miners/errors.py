@@ -8,16 +8,11 @@ catch this one class and never crash on miner output.
 `MinerUnreachableError` is the retry-later subclass: the miner did not answer (connection refused,
 timeout, HTTP error status). A miner that answered with garbage gets the plain `MinerApiError`:
 asking again a second later will usually give the same garbage.
-
-`OrchestratorError` is defined here only until the project's shared root exception lands; then
-this module imports it instead and nothing else changes for callers.
 """
 
 from __future__ import annotations
 
-
-class OrchestratorError(Exception):
-    """Root of every error the orchestrator raises on purpose (local stand-in)."""
+from orchestrator.errors import OrchestratorError
 
 
 class MinerApiError(OrchestratorError):
