@@ -291,26 +291,30 @@ def gpu_options(
     return tuple(options)
 
 
-def measured_stay(stay: Option, gpu: GpuState, profile: MiningProfile, market: Market) -> Option:
-    """`stay` (mining with `profile`, priced from another GPU) repriced with `gpu`'s measurement.
+def measured_stay(
+    stay: Option, gpu: GpuState, profile: MiningProfile, market: Market, idle_power_w: float
+) -> Option:
+    """`stay` (mining with `profile`, priced for another GPU) repriced for `gpu`.
 
-    A shortcut for the planner: only the stay option depends on what a GPU measured on the
-    profile it runs, so GPUs that differ only there share every other option.
+    A shortcut for the planner, equal to the stay option `gpu_options` gives `gpu`: only
+    the stay option depends on what a GPU measured on the profile it runs, so GPUs that
+    differ only there share every other option.
     """
     rate = mining_rate(gpu, profile)
-    if rate is None:
-        return stay
-    revenue = 0.0
     price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
-    if stay.price_known and price is not None:
+    if rate is None:
+        power_w, revenue, known = idle_power_w, 0.0, False
+    elif price is not None and valid_hashprice(price):
+        power_w, known = rate.power_w, True
         revenue = mining_revenue_usd_per_hour(rate.hashrate_hs, price, profile.pool_fee_fraction)
+    else:
+        power_w, revenue, known = rate.power_w, 0.0, False
     return replace(
         stay,
         revenue_usd_per_hour=revenue,
-        power_w=rate.power_w,
-        power_cost_usd_per_hour=power_cost_usd_per_hour(
-            rate.power_w, market.power_price_usd_per_kwh
-        ),
+        power_w=power_w,
+        power_cost_usd_per_hour=power_cost_usd_per_hour(power_w, market.power_price_usd_per_kwh),
+        price_known=known,
     )
 
 

@@ -324,6 +324,8 @@ class _Milp:
         optimum (the LP bounds the MILP from above). Only a fractional vertex (typically from
         a binding power cap) pays for branch and bound.
         """
+        if not self.costs:  # every GPU is fixed: nothing to decide
+            return []
         lp = highspy.HighsLp()
         lp.num_col_ = len(self.costs)
         lp.num_row_ = len(self.row_lower)
@@ -431,7 +433,9 @@ def _classify(
             group = groups.get(group_key)
             if group is None:
                 group = groups[group_key] = (len(groups), options_of(gpu, only_current=False))
-            cls = by_key[key] = _new_class(gpu, group, market, profiles_by_id, dwell=dwell)
+            cls = by_key[key] = _new_class(
+                gpu, group, market, profiles_by_id, dwell=dwell, idle_power_w=settings.idle_power_w
+            )
         cls.members.append(gpu)
     return list(by_key.values()), fixed
 
@@ -461,6 +465,7 @@ def _new_class(
     profiles_by_id: Mapping[str, MiningProfile],
     *,
     dwell: bool,
+    idle_power_w: float,
 ) -> _Class:
     """The first GPU of a class: the group's options with this GPU's own stay option."""
     options = group[1]
@@ -470,7 +475,7 @@ def _new_class(
     stay = options[stay_at]
     profile = profiles_by_id.get(stay.workload.removeprefix(MINE_PREFIX))
     if stay.workload.startswith(MINE_PREFIX) and profile is not None:
-        stay = measured_stay(stay, gpu, profile, market)
+        stay = measured_stay(stay, gpu, profile, market, idle_power_w)
         options = (*options[:stay_at], stay, *options[stay_at + 1 :])
     lock = "free"
     if dwell:

@@ -1,0 +1,1 @@
+"""Tests of the pure policy core: economics, planner, policy config."""
