@@ -26,8 +26,12 @@ SYSTEMCTL_STUB = HERE / "stub_systemctl.py"
 BUSYBOX = Path("/bin/busybox")
 IMAGE = "orchestrator-test/busybox:1"
 
-GPU0 = GpuRef(index=0, uuid="GPU-11111111-2222-3333-4444-555555555555", pci_bus_id="00000000:01:00.0")
-GPU1 = GpuRef(index=1, uuid="GPU-66666666-7777-8888-9999-000000000000", pci_bus_id="00000000:02:00.0")
+GPU0 = GpuRef(
+    index=0, uuid="GPU-11111111-2222-3333-4444-555555555555", pci_bus_id="00000000:01:00.0"
+)
+GPU1 = GpuRef(
+    index=1, uuid="GPU-66666666-7777-8888-9999-000000000000", pci_bus_id="00000000:02:00.0"
+)
 
 
 def make_profile(**fields: Any) -> ProfileSection:
@@ -155,11 +159,15 @@ def docker_cleanup(dockerd: Dockerd) -> Iterator[None]:
         dockerd.cli("rm", "-f", *listed.stdout.split())
 
 
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 async def wait_for_text(path: Path, text: str, *, timeout_s: float = 10.0) -> str:
     """Wait until the file at `path` contains `text`; return the file's content."""
     deadline = time.monotonic() + timeout_s
     while True:
-        content = path.read_text() if path.exists() else ""
+        content = _read(path)
         if text in content:
             return content
         if time.monotonic() > deadline:
