@@ -129,7 +129,9 @@ def test_templates_are_checked_when_loaded() -> None:
     assert "needs {gpu_index}, {gpu_uuid} or {pci_bus_id}" in _error(
         **process, process={"argv": ["miner"], "gpu_selection": "argv"}
     )
-    ok = make_profile(**process, process={"argv": ["m", "-d", "{gpu_index}"], "gpu_selection": "argv"})
+    ok = make_profile(
+        **process, process={"argv": ["m", "-d", "{gpu_index}"], "gpu_selection": "argv"}
+    )
     assert ok.process is not None
 
 
