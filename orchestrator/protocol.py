@@ -138,6 +138,30 @@ class NodeStatusMessage(_Payload):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class SwitchCommand(_Payload):
+    """An order to one node: run `workload` on GPU `gpu_index`.
+
+    `command_id` makes a repeat idempotent; `generation` is the plan generation, and an
+    agent refuses a command older than one it has already acted on (fencing). A command
+    received after `expires_at_s` is stale and is not run.
+    """
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    kind: Literal["switch"] = "switch"
+    command_id: str = Field(min_length=8, max_length=64)
+    generation: int = Field(ge=0)
+    node: NodeName
+    gpu_index: int = Field(ge=0, le=1024)
+    gpu_uuid: str | None = Field(default=None, max_length=128)
+    workload: str = Field(min_length=1, max_length=200)
+    previous_workload: str | None = Field(default=None, max_length=200)
+    issued_at_s: float
+    expires_at_s: float
+    reason: str = Field(default="", max_length=500)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 def encode(message: BaseModel) -> bytes:
     """Serialise a payload with its schema version under the key `schema`."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()

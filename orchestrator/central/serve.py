@@ -13,18 +13,24 @@ import os
 import time
 from collections.abc import Callable
 
+import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
 from orchestrator.central.api import build_app
+from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
 from orchestrator.central.metrics import FleetCollector
+from orchestrator.central.plan_metrics import PlanCollector
+from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.config import ServeConfig
 from orchestrator.config.common import resolve_secret
 from orchestrator.httpserver import HttpListener, start_http
 from orchestrator.lifecycle import StopRequested, forever, guarded, wait_for_stop
 from orchestrator.mqtt import MqttLink
+from orchestrator.policy.feeds import FeedMetrics, build_book, build_runners, build_sources
+from orchestrator.policy.model import policy_from_config
 from orchestrator.protocol import Topics
 
 log = structlog.get_logger(__name__)
@@ -67,6 +73,27 @@ class CentralDaemon:
             ],
             on_message=self.ingest.handle,
         )
+        self.book = build_book(config.market)
+        self.feed_metrics = FeedMetrics(self.registry, book=self.book, clock=clock)
+        self.dispatcher = Dispatcher(
+            link=self.link,
+            topics=self.topics,
+            registry=self.registry,
+            command_timeout_s=config.dispatch.command_timeout_s,
+            command_ttl_s=config.dispatch.command_ttl_s,
+            clock=clock,
+        )
+        self.policy = PolicyLoop(
+            fleet=self.fleet,
+            book=self.book,
+            dispatcher=self.dispatcher,
+            policy=policy_from_config(config.policy()),
+            contracts=config.contracts,
+            registry=self.registry,
+            warmup_s=config.ingest.node_offline_after_s,
+            clock=clock,
+        )
+        self.registry.register(PlanCollector(self.policy, self.fleet))
         self.state_loaded = False
         self.http: HttpListener | None = None
         self.ready = asyncio.Event()
@@ -93,6 +120,7 @@ class CentralDaemon:
         self.state_loaded = True
         app = build_app(
             fleet=self.fleet,
+            policy=self.policy,
             registry=self.registry,
             readiness=self.readiness,
             site=self.config.mqtt.site,
@@ -100,9 +128,21 @@ class CentralDaemon:
         )
         self.http = await start_http(app, host=self.config.http.host, port=self.config.http.port)
         log.info("http listening", url=self.http.url)
+        session = aiohttp.ClientSession()
+        runners = build_runners(
+            self.config.market,
+            build_sources(self.config.market, session),
+            self.book,
+            metrics=self.feed_metrics,
+            clock=self.clock,
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(guarded("mqtt", self.link.run()), name="mqtt")
+                for runner in runners:
+                    name = f"feed:{runner.source.name}"
+                    tasks.create_task(guarded(name, runner.run()), name=name)
+                tasks.create_task(guarded("policy", self.policy.run()), name="policy")
                 tasks.create_task(
                     guarded(
                         "staleness",
@@ -119,5 +159,6 @@ class CentralDaemon:
         except* StopRequested:
             log.info("serve stopping")
         finally:
+            await session.close()
             await self.http.stop()
             log.info("serve stopped")

@@ -7,12 +7,20 @@ sensible on one machine, so an empty file is a valid config; a site changes what
 from __future__ import annotations
 
 import socket
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orchestrator.config._base import Section
 from orchestrator.config.common import HttpSection, LogSection, MqttSection
 from orchestrator.config.gpu import GpuSection
+from orchestrator.config.market import MarketConfig
+from orchestrator.config.policy import (
+    ContractsSection,
+    MiningProfileSection,
+    PlannerSection,
+    PolicySection,
+)
 
 
 class IngestSection(Section):
@@ -24,6 +32,15 @@ class IngestSection(Section):
     staleness_check_interval_s: float = Field(default=1.0, gt=0, le=60)
 
 
+class DispatchSection(Section):
+    """How `serve` hands planned switches to the agents."""
+
+    # an unacknowledged command is considered lost after this long and may be issued again
+    command_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+    # a command an agent receives after this long is stale and must not run
+    command_ttl_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
 class ServeConfig(Section):
     """`orchestrator serve -c FILE`."""
 
@@ -31,6 +48,26 @@ class ServeConfig(Section):
     http: HttpSection = HttpSection(port=9850)
     log: LogSection = LogSection()
     ingest: IngestSection = IngestSection()
+    market: MarketConfig = MarketConfig()
+    mining_profiles: list[MiningProfileSection] = Field(default_factory=list)
+    contracts: ContractsSection = ContractsSection()
+    planner: PlannerSection = PlannerSection()
+    dispatch: DispatchSection = DispatchSection()
+
+    @model_validator(mode="after")
+    def _profile_ids_unique(self) -> Self:
+        seen: set[str] = set()
+        for profile in self.mining_profiles:
+            if profile.id in seen:
+                raise ValueError(f"mining profile id {profile.id!r} appears twice")
+            seen.add(profile.id)
+        return self
+
+    def policy(self) -> PolicySection:
+        """The planner's sections, as one."""
+        return PolicySection(
+            mining_profiles=self.mining_profiles, contracts=self.contracts, planner=self.planner
+        )
 
 
 class NodeSection(Section):

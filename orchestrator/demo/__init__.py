@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -24,7 +25,79 @@ log = structlog.get_logger(__name__)
 
 # a realistic mixed site: consumer cards that mine, datacentre cards that serve AI
 DEMO_MODELS = ["rtx-3090", "rtx-4090", "l40s", "a100-sxm4-80gb"]
-DEMO_WORKLOADS = ["mine:kawpow", "mine:kawpow", "idle", "ai:acme-reserved"]
+DEMO_START = {"rtx-3090": "mine:kawpow", "rtx-4090": "mine:kawpow"}  # others start on "ai:acme"
+
+_3090, _4090 = "NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090"
+_L40S, _A100 = "NVIDIA L40S", "NVIDIA A100-SXM4-80GB"
+
+
+def _bench(rates: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """{model: (MH/s, W)} -> the config's benchmark table in H/s."""
+    return {m: {"hashrate_hs": mhs * 1e6, "power_w": w} for m, (mhs, w) in rates.items()}
+
+
+# Public ballpark figures for these cards; the fleet's measurements replace them.
+DEMO_POLICY: dict[str, Any] = {
+    "market": {
+        # the recorded two days, one recorded hour every 15 s, starting 4 h before a coin rally
+        "feeds": [{"type": "recorded", "time_scale": 240.0, "start_offset_s": 20 * 3600.0}],
+    },
+    "mining_profiles": [
+        {
+            "id": "kawpow",
+            "algorithm": "kawpow",
+            "switch_downtime_s": 20.0,
+            "benchmarks": _bench(
+                {_3090: (58, 310), _4090: (115, 360), _L40S: (75, 270), _A100: (60, 250)}
+            ),
+        },
+        {
+            "id": "etchash",
+            "algorithm": "etchash",
+            "switch_downtime_s": 30.0,
+            "benchmarks": _bench(
+                {_3090: (120, 285), _4090: (125, 300), _L40S: (110, 250), _A100: (170, 250)}
+            ),
+        },
+        {
+            "id": "autolykos",
+            "algorithm": "autolykos",
+            "switch_downtime_s": 20.0,
+            "benchmarks": _bench(
+                {_3090: (260, 270), _4090: (300, 290), _L40S: (240, 230), _A100: (360, 260)}
+            ),
+        },
+    ],
+    "contracts": {
+        "reserved": [
+            {
+                "id": "acme",
+                "rate_usd_per_gpu_hour": 1.40,
+                "committed_gpus": 12,
+                "eligible_models": [_L40S, _A100],
+                "penalty_usd_per_gpu_hour": 6.0,
+                "switch_downtime_s": 120.0,
+                "power_w": {_L40S: 300.0, _A100: 330.0},
+            }
+        ],
+        "on_demand": [
+            {
+                "id": "spot",
+                "rate_usd_per_gpu_hour": 0.30,
+                "expected_utilisation_fraction": 0.25,
+                "max_gpus": 12,
+                "min_memory_gib": 20.0,
+                "switch_downtime_s": 90.0,
+            }
+        ],
+    },
+    "planner": {
+        "interval_s": 10.0,
+        "horizon_s": 3600.0,
+        "min_dwell_s": 30.0,
+        "hysteresis_margin_usd_per_gpu_hour": 0.005,
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +119,8 @@ def demo_configs(
         {
             "mqtt": {**mqtt, "client_id": "demo-serve"},
             "http": {"host": options.http_host, "port": http_port},
-            "ingest": {"node_offline_after_s": max(5.0, 5 * options.telemetry_interval_s)},
+            "ingest": {"node_offline_after_s": max(3.0, 3 * options.telemetry_interval_s)},
+            **DEMO_POLICY,
         },
         "serve",
         source="<demo>",
@@ -54,7 +128,7 @@ def demo_configs(
     agents = []
     for n in range(options.nodes):
         node = f"node-{n + 1:02d}"
-        models = [DEMO_MODELS[n % len(DEMO_MODELS)]]
+        model = DEMO_MODELS[n % len(DEMO_MODELS)]
         agents.append(
             parse_config(
                 {
@@ -66,9 +140,9 @@ def demo_configs(
                         "backend": "fake",
                         "fake": {
                             "gpus": options.gpus_per_node,
-                            "models": models,
+                            "models": [model],
                             "seed": n,
-                            "initial_workloads": DEMO_WORKLOADS,
+                            "initial_workloads": [DEMO_START.get(model, "ai:acme")],
                         },
                     },
                 },

@@ -10,7 +10,6 @@ pure functions in their own modules; `fetch` holds the only I/O.
 from orchestrator.agents.miners.errors import (
     MinerApiError,
     MinerUnreachableError,
-    OrchestratorError,
 )
 from orchestrator.agents.miners.gminer import parse_gminer
 from orchestrator.agents.miners.lolminer import parse_lolminer
@@ -38,7 +37,6 @@ __all__ = [
     "MinerApiError",
     "MinerReading",
     "MinerUnreachableError",
-    "OrchestratorError",
     "parse_gminer",
     "parse_lolminer",
     "parse_miner",

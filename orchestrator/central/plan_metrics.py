@@ -1,0 +1,133 @@
+"""Scrape-time gauges over the newest plan: money, SLA and workloads.
+
+Read at scrape time from `PolicyLoop.last`, so a plan costs nothing extra in metrics.
+`orchestrator_workload_expected_usd_per_hour` is the planned net $/h summed per workload;
+`orchestrator_workload_best_alternative_usd_per_hour` sums, over the same GPUs, what the
+best other candidate would have earned, so a dashboard shows each choice beside its
+alternative. SLA gauges compare committed, planned and actually serving (GPUs online and
+reporting the contract's workload) per reserved contract.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from orchestrator.central.fleet import FleetState
+from orchestrator.central.policy_loop import PolicyLoop
+from orchestrator.policy.model import ai_workload
+
+_GPU_LABELS = ["gpu", "UUID", "modelName", "Hostname", "workload"]
+
+
+class PlanCollector(Collector):
+    def __init__(self, loop: PolicyLoop, fleet: FleetState) -> None:
+        self.loop = loop
+        self.fleet = fleet
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        contracts = self.loop.policy.contracts
+        rates = GaugeMetricFamily(
+            "orchestrator_contract_rate_usd_per_gpu_hour",
+            "Contracted AI rate per GPU-hour",
+            labels=["contract", "kind"],
+        )
+        committed = GaugeMetricFamily(
+            "orchestrator_sla_committed_gpus",
+            "GPUs a reserved contract commits",
+            labels=["contract"],
+        )
+        target = GaugeMetricFamily(
+            "orchestrator_sla_availability_target_ratio",
+            "Availability a reserved contract promises",
+            labels=["contract"],
+        )
+        serving = GaugeMetricFamily(
+            "orchestrator_sla_serving_gpus",
+            "GPUs online and reporting the contract's workload",
+            labels=["contract"],
+        )
+        for contract in contracts.reserved:
+            rates.add_metric([contract.id, "reserved"], contract.rate_usd_per_gpu_hour)
+            committed.add_metric([contract.id], float(contract.committed_gpus))
+            target.add_metric([contract.id], contract.availability_target_fraction)
+        for on_demand in contracts.on_demand:
+            rates.add_metric([on_demand.id, "on_demand"], on_demand.rate_usd_per_gpu_hour)
+        reported: dict[str, int] = defaultdict(int)
+        for view in self.fleet.gpus():
+            reported[view.workload] += 1
+        for contract in contracts.reserved:
+            serving.add_metric([contract.id], float(reported.get(ai_workload(contract.id), 0)))
+        yield rates
+        yield committed
+        yield target
+        yield serving
+        yield from self._plan_families()
+
+    def _plan_families(self) -> Iterator[GaugeMetricFamily]:
+        record = self.loop.last
+        planned = GaugeMetricFamily(
+            "orchestrator_sla_planned_gpus", "GPUs the plan puts on a contract", labels=["contract"]
+        )
+        shortfall = GaugeMetricFamily(
+            "orchestrator_sla_shortfall_gpus",
+            "Committed GPUs the plan cannot serve",
+            labels=["contract"],
+        )
+        per_gpu = GaugeMetricFamily(
+            "orchestrator_gpu_expected_usd_per_hour",
+            "Planned net revenue of a GPU's chosen workload",
+            labels=_GPU_LABELS,
+        )
+        by_workload = GaugeMetricFamily(
+            "orchestrator_workload_expected_usd_per_hour",
+            "Planned net revenue per hour, summed by workload",
+            labels=["workload"],
+        )
+        alternative = GaugeMetricFamily(
+            "orchestrator_workload_best_alternative_usd_per_hour",
+            "What the same GPUs would earn on their best other candidate",
+            labels=["workload"],
+        )
+        gpus = GaugeMetricFamily(
+            "orchestrator_workload_gpus",
+            "GPUs the plan assigns to each workload",
+            labels=["workload"],
+        )
+        if record is not None:
+            for sla in record.plan.sla:
+                planned.add_metric([sla.contract_id], float(sla.assigned_gpus))
+                shortfall.add_metric([sla.contract_id], float(sla.shortfall_gpus))
+            money: dict[str, float] = defaultdict(float)
+            other: dict[str, float] = defaultdict(float)
+            count: dict[str, int] = defaultdict(int)
+            for key, assignment in record.plan.assignments.items():
+                workload = assignment.workload or "unknown"
+                count[workload] += 1
+                chosen = next((c for c in assignment.candidates if c.workload == workload), None)
+                best_other = next(
+                    (c for c in assignment.candidates if c.workload != workload), None
+                )
+                if chosen is not None:
+                    money[workload] += chosen.net_usd_per_hour
+                    gpu = record.gpus.get(key)
+                    node, _, index = key.rpartition(":")
+                    per_gpu.add_metric(
+                        [index, gpu.uuid if gpu else "", gpu.model if gpu else "", node, workload],
+                        chosen.net_usd_per_hour,
+                    )
+                if best_other is not None:
+                    other[workload] += best_other.net_usd_per_hour
+            for workload, n in sorted(count.items()):
+                gpus.add_metric([workload], float(n))
+                by_workload.add_metric([workload], money.get(workload, 0.0))
+                alternative.add_metric([workload], other.get(workload, 0.0))
+        yield planned
+        yield shortfall
+        yield per_gpu
+        yield by_workload
+        yield alternative
+        yield gpus

@@ -1,0 +1,259 @@
+"""The central loop: when to plan, planning, and handing the result to the dispatcher.
+
+`PolicyLoop.due(now_s)` names the trigger that makes a plan due, or None:
+
+- `start`    the first plan, once the warm-up has passed (every live node has reported or
+             been marked offline; planning a half-reported fleet would move GPUs merely
+             because `serve` restarted);
+- `fleet`    a node came or went (the fleet's presence version changed);
+- `override` an operator's override changed;
+- `price`    a price moved by more than `planner.price_move_replan_fraction`;
+- `timer`    `planner.interval_s` passed.
+
+`plan_once(trigger)` is one reconcile: settle finished commands, observe the fleet, read
+the fresh market, run the pure planner in a worker thread (so ingest keeps flowing),
+and dispatch the changed assignments. Without a valid power price it holds: no plan,
+no switch, a counted reason. Each plan logs one summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from orchestrator.central.dispatch import CommandRecord, Dispatcher
+from orchestrator.central.fleet import FleetState
+from orchestrator.central.observe import FleetObserver
+from orchestrator.config.policy import ContractsSection, contract_problems
+from orchestrator.policy.economics import significant_price_move
+from orchestrator.policy.feeds import MarketBook, MarketSnapshot
+from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
+from orchestrator.policy.planner import plan
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    generation: int
+    trigger: str
+    planned_at_s: float
+    duration_s: float
+    plan: Plan
+    market: Market
+    snapshot: MarketSnapshot
+    gpus: dict[str, GpuState]
+    commands: tuple[CommandRecord, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Metrics:
+    registry: CollectorRegistry
+    duration: Histogram = field(init=False)
+    plans: Counter = field(init=False)
+    held: Counter = field(init=False)
+    generation: Gauge = field(init=False)
+    problems: Gauge = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.duration = Histogram(
+            "orchestrator_plan_duration_seconds",
+            "Wall time of one plan (observe, solve, explain)",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.plans = Counter(
+            "orchestrator_plans", "Plans made, by trigger", ["trigger"], registry=self.registry
+        )
+        self.held = Counter(
+            "orchestrator_plan_held",
+            "Plans not made: the current assignment was held, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.generation = Gauge(
+            "orchestrator_plan_generation", "Generation of the newest plan", registry=self.registry
+        )
+        self.problems = Gauge(
+            "orchestrator_contract_problems",
+            "Contracts that cannot be met as configured or as planned",
+            registry=self.registry,
+        )
+
+
+def market_of(snapshot: MarketSnapshot, algorithms: set[str]) -> Market | None:
+    """The planner's market, or None without a power price (then nothing may be planned)."""
+    if snapshot.power_price_usd_per_kwh is None:
+        return None
+    prices: dict[str, float | None] = dict.fromkeys(algorithms)
+    prices.update(snapshot.hashprice_usd_per_hs_day)
+    return Market(
+        hashprice_usd_per_hs_day=prices, power_price_usd_per_kwh=snapshot.power_price_usd_per_kwh
+    )
+
+
+class PolicyLoop:
+    def __init__(
+        self,
+        *,
+        fleet: FleetState,
+        book: MarketBook,
+        dispatcher: Dispatcher,
+        policy: PolicyInputs,
+        contracts: ContractsSection,
+        registry: CollectorRegistry,
+        warmup_s: float,
+        tick_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.fleet = fleet
+        self.book = book
+        self.dispatcher = dispatcher
+        self.policy = policy
+        self.contracts_section = contracts
+        self.warmup_s = warmup_s
+        self.tick_s = tick_s
+        self.clock = clock
+        self.observer = FleetObserver()
+        self.overrides: dict[str, Override] = {}
+        self.overrides_version = 0
+        self.generation = 0
+        self.last: PlanRecord | None = None
+        self.metrics = _Metrics(registry)
+        self.algorithms = {p.algorithm for p in policy.profiles}
+        self._planned_fleet_version = -1
+        self._planned_overrides_version = 0
+        self._last_attempt_s: float | None = None
+        self._last_market: Market | None = None
+        self._held_reason: str | None = None
+        self._problems: tuple[str, ...] = ()
+
+    def set_override(self, override: Override) -> None:
+        self.overrides[override.gpu_key] = override
+        self.overrides_version += 1
+
+    def clear_override(self, gpu: str) -> None:
+        if self.overrides.pop(gpu, None) is not None:
+            self.overrides_version += 1
+
+    def due(self, now_s: float) -> str | None:
+        started_s = self.fleet.started_at_s
+        if started_s is None or now_s - started_s < self.warmup_s:
+            return None
+        if self._last_attempt_s is None:
+            return "start"
+        if self.fleet.version != self._planned_fleet_version:
+            return "fleet"
+        if self.overrides_version != self._planned_overrides_version:
+            return "override"
+        fresh = market_of(self.book.snapshot(now_s), self.algorithms)
+        if fresh is not None and self._held_reason == "no_power_price":
+            return "market"
+        if (
+            self._last_market is not None
+            and fresh is not None
+            and significant_price_move(
+                self._last_market, fresh, self.policy.settings.price_move_replan_fraction
+            )
+        ):
+            return "price"
+        if now_s - self._last_attempt_s >= self.policy.settings.interval_s:
+            return "timer"
+        return None
+
+    async def plan_once(self, trigger: str) -> PlanRecord | None:
+        now_s = self.clock()
+        self._last_attempt_s = now_s
+        self._planned_fleet_version = self.fleet.version
+        self._planned_overrides_version = self.overrides_version
+        snapshot = self.book.snapshot(now_s)
+        market = market_of(snapshot, self.algorithms)
+        if market is None:
+            self._hold("no_power_price", "no fresh power price: holding the current assignment")
+            return None
+        self._last_market = market
+        self.dispatcher.settle(self.fleet)
+        gpus = self.observer.observe(self.fleet, now_s=now_s, in_flight=self.dispatcher.targets())
+        if not gpus:
+            self._hold("empty_fleet", "no GPU has reported yet")
+            return None
+        self._held_reason = None
+        overrides = {
+            k: o for k, o in self.overrides.items() if o.until_s is None or o.until_s > now_s
+        }
+        started = time.perf_counter()
+        result = await asyncio.to_thread(
+            plan,
+            gpus,
+            market,
+            contracts=self.policy.contracts,
+            profiles=self.policy.profiles,
+            overrides=overrides,
+            settings=self.policy.settings,
+            now_s=now_s,
+        )
+        duration_s = time.perf_counter() - started
+        self.generation += 1
+        uuids = {g.key: g.uuid for g in gpus}
+        commands = await self.dispatcher.dispatch(result, generation=self.generation, uuids=uuids)
+        problems = self._contract_problems(gpus, result)
+        self.last = PlanRecord(
+            generation=self.generation,
+            trigger=trigger,
+            planned_at_s=now_s,
+            duration_s=duration_s,
+            plan=result,
+            market=market,
+            snapshot=snapshot,
+            gpus={g.key: g for g in gpus},
+            commands=tuple(commands),
+            problems=problems,
+        )
+        self.metrics.duration.observe(duration_s)
+        self.metrics.plans.labels(trigger).inc()
+        self.metrics.generation.set(self.generation)
+        self.metrics.problems.set(len(problems))
+        by_workload = Tally(a.workload or "unknown" for a in result.assignments.values())
+        log.info(
+            "plan",
+            generation=self.generation,
+            trigger=trigger,
+            gpus=len(gpus),
+            switches=len(commands),
+            net_usd_per_hour=round(result.net_usd_per_hour, 2),
+            duration_ms=round(duration_s * 1000, 1),
+            workloads=dict(sorted(by_workload.items())),
+        )
+        return self.last
+
+    def _contract_problems(self, gpus: list[GpuState], result: Plan) -> tuple[str, ...]:
+        models = Tally(g.model for g in gpus)
+        problems = (*contract_problems(self.contracts_section, dict(models)), *result.problems)
+        if problems != self._problems:
+            for line in problems:
+                log.warning("contract problem", problem=line)
+            self._problems = problems
+        return problems
+
+    def _hold(self, reason: str, message: str) -> None:
+        self.metrics.held.labels(reason).inc()
+        if self._held_reason != reason:
+            log.warning("plan held", reason=reason, detail=message)
+            self._held_reason = reason
+
+    async def step(self) -> None:
+        trigger = self.due(self.clock())
+        if trigger is not None:
+            await self.plan_once(trigger)
+
+    async def run(self) -> None:
+        while True:
+            await self.step()
+            await asyncio.sleep(self.tick_s)

@@ -1,0 +1,91 @@
+"""JSON views of the newest plan: the plan summary and one GPU's explanation.
+
+Pure functions from a `PlanRecord` to plain dicts, shared by the HTTP API and tests.
+An explanation lists every candidate the planner priced for the GPU with its net $/h,
+the choice, whether it changes anything, and the reason in words.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.central.dispatch import CommandRecord
+from orchestrator.central.policy_loop import PlanRecord
+from orchestrator.policy.feeds import Quote
+
+
+def _quote(quote: Quote) -> dict[str, Any]:
+    return {
+        "value": quote.value,
+        "source": quote.provenance.source,
+        "fetched_at_s": quote.provenance.fetched_at_s,
+    }
+
+
+def market_json(record: PlanRecord) -> dict[str, Any]:
+    snapshot = record.snapshot
+    return {
+        "power_usd_per_kwh": record.market.power_price_usd_per_kwh,
+        "hashprice_usd_per_hs_day": dict(sorted(record.market.hashprice_usd_per_hs_day.items())),
+        "quotes": {key: _quote(q) for key, q in sorted(snapshot.quotes.items())},
+        "stale": sorted(snapshot.stale_keys),
+    }
+
+
+def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, Any]:
+    plan = record.plan
+    return {
+        "generation": record.generation,
+        "trigger": record.trigger,
+        "planned_at_s": record.planned_at_s,
+        "duration_s": round(record.duration_s, 6),
+        "net_usd_per_hour": round(plan.net_usd_per_hour, 4),
+        "objective_usd_per_hour": round(plan.objective_usd_per_hour, 4),
+        "total_power_w": round(plan.total_power_w, 1),
+        "power_cap_w": plan.power_cap_w,
+        "switches": plan.switches,
+        "sla": [
+            {
+                "contract": s.contract_id,
+                "active": s.active,
+                "committed_gpus": s.committed_gpus,
+                "assigned_gpus": s.assigned_gpus,
+                "shortfall_gpus": s.shortfall_gpus,
+                "penalty_usd_per_hour": s.penalty_usd_per_hour,
+            }
+            for s in plan.sla
+        ],
+        "problems": list(record.problems),
+        "market": market_json(record),
+        "recent_commands": [c.to_json() for c in commands],
+    }
+
+
+def explain_json(record: PlanRecord, key: str) -> dict[str, Any] | None:
+    assignment = record.plan.assignments.get(key)
+    if assignment is None:
+        return None
+    gpu = record.gpus.get(key)
+    return {
+        "gpu": key,
+        "uuid": gpu.uuid if gpu else None,
+        "model": gpu.model if gpu else None,
+        "generation": record.generation,
+        "planned_at_s": record.planned_at_s,
+        "current": assignment.previous,
+        "choice": assignment.workload,
+        "changed": assignment.changed,
+        "lock": assignment.lock,
+        "reason": assignment.reason,
+        "candidates": [
+            {
+                "workload": c.workload,
+                "net_usd_per_hour": round(c.net_usd_per_hour, 4),
+                "power_w": round(c.power_w, 1),
+                "note": c.note,
+                "chosen": c.workload == assignment.workload,
+            }
+            for c in assignment.candidates
+        ],
+        "market": market_json(record),
+    }
