@@ -276,7 +276,8 @@ class Driver(Protocol):
         """Re-attach to a workload from `Handle.to_json()` after an agent restart.
 
         None when nothing of it remains; otherwise its handle (`inspect` says whether it still
-        runs). Raises `HandleError` for a handle this driver cannot read.
+        runs). Raises `HandleError` for a handle this driver cannot read, and
+        `DriverUnavailableError` when the backend cannot tell (never guess "gone").
         """
         ...
 

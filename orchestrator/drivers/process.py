@@ -5,6 +5,8 @@ a shell, in a new session (`start_new_session`), so the workload and everything 
 one process group that a stop signals as a whole. The GPU is selected either by
 `CUDA_VISIBLE_DEVICES` (the GPU's UUID, or its NVML index with `CUDA_DEVICE_ORDER=PCI_BUS_ID`
 so CUDA counts the way NVML does) or by the miner's own flag through a placeholder in argv.
+The environment is the profile's `env` over a short allowlist of the agent's own (`PATH`,
+`HOME`, locale, `LD_LIBRARY_PATH`...): a third-party miner never sees the agent's secrets.
 stdout and stderr go to `<log_dir>/gpu<index>.log`, appended, one header line per start.
 
 Stop: the profile's stop signal (SIGTERM) to the group; after `timeout_s`, SIGKILL to the group;
@@ -45,21 +47,31 @@ from orchestrator.drivers.base import (
 
 NAME = "process"
 MARKER_ENV = "GPU_ORCHESTRATOR_WORKLOAD"
+# what a workload inherits from the agent; the rest (broker credentials...) stays behind
+INHERITED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "LD_LIBRARY_PATH"}
+)
 _POLL_S = 0.02
 _STAT_STATE = 0  # fields after "pid (comm) ": state is field 3 of the file
 _STAT_START_TICKS = 19  # starttime is field 22 of the file
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of a live (non-zombie) `pid` in clock ticks since boot; None if gone."""
+def _read_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of `pid`; None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # comm may contain spaces and parentheses
-    if fields[_STAT_STATE] in {"Z", "X"}:
+    return fields[_STAT_STATE], int(fields[_STAT_START_TICKS])
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of a live (non-zombie) `pid` in clock ticks since boot; None if gone."""
+    stat = _read_stat(pid)
+    if stat is None or stat[0] in {"Z", "X"}:
         return None
-    return int(fields[_STAT_START_TICKS])
+    return stat[1]
 
 
 def _boot_time_s() -> float:
@@ -96,7 +108,7 @@ class ProcessDriver:
         if settings is None:
             raise WorkloadStartError(NAME, spec.profile.id, "profile has no [process] section")
         argv = [spec.render(arg) for arg in settings.argv]
-        env = dict(os.environ)
+        env = {key: value for key, value in os.environ.items() if key in INHERITED_ENV}
         env.update({key: spec.render(value) for key, value in settings.env.items()})
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         if settings.gpu_selection == "uuid":
@@ -135,6 +147,7 @@ class ProcessDriver:
             except OSError as error:
                 raise WorkloadStartError(NAME, spec.profile.id, f"{argv[0]}: {error}") from None
         self._children[proc.pid] = proc
+        stat = _read_stat(proc.pid)  # a workload that exits at once may be a zombie already
         return Handle(
             driver=NAME,
             ref=str(proc.pid),
@@ -147,7 +160,7 @@ class ProcessDriver:
             details={
                 "pid": proc.pid,
                 "pgid": proc.pid,
-                "start_ticks": process_start_ticks(proc.pid),
+                "start_ticks": None if stat is None else stat[1],
                 "log_path": str(log_path),
                 "stop_signal": settings.stop_signal,
             },
@@ -181,8 +194,7 @@ class ProcessDriver:
     async def recover(self, persisted: dict[str, Any]) -> Handle | None:
         handle = Handle.from_json(persisted, driver=NAME)
         self._pid(handle)
-        if handle.detail_int("start_ticks") is None:
-            raise HandleError("process handle lacks start_ticks: cannot tell pid reuse apart")
+        # without a start time (it had exited before it could be read) nothing can be trusted
         return handle if self._alive(handle) else None
 
     async def discover(self, node: str) -> list[Handle]:
@@ -229,8 +241,8 @@ class ProcessDriver:
         return pgid if pgid is not None and pgid > 1 else self._pid(handle)
 
     def _alive(self, handle: Handle) -> bool:
-        ticks = process_start_ticks(self._pid(handle))
-        return ticks is not None and ticks == handle.detail_int("start_ticks")
+        expected = handle.detail_int("start_ticks")
+        return expected is not None and process_start_ticks(self._pid(handle)) == expected
 
     def _leader_running(self, handle: Handle) -> bool:
         child = self._children.get(self._pid(handle))

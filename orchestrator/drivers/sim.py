@@ -196,13 +196,12 @@ class SimDriver:
 
     async def health(self, handle: Handle) -> WorkloadHealth:
         workload = self._workloads.get(handle.ref)
-        running = workload is not None and not workload.exited.is_set()
-        ready = running and workload is not None and workload.ready.is_set()
-        if workload is None or workload.kind != "mining":
-            return WorkloadHealth(
-                ready=ready and workload is not None and workload.admitting, hashrate_hs=None
-            )
-        return WorkloadHealth(ready=ready, hashrate_hs=workload.hashrate_hs if ready else 0.0)
+        if workload is None:
+            return WorkloadHealth(ready=False, hashrate_hs=None)
+        ready = workload.ready.is_set() and not workload.exited.is_set()
+        if workload.kind == "mining":
+            return WorkloadHealth(ready=ready, hashrate_hs=workload.hashrate_hs if ready else 0.0)
+        return WorkloadHealth(ready=ready and workload.admitting, hashrate_hs=None)
 
     async def drain(self, handle: Handle, timeout_s: float) -> bool:
         """Stop admitting requests; in-flight ones finish in DRAIN_DELAY_S (scaled)."""

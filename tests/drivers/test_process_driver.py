@@ -100,11 +100,41 @@ async def test_index_selection_and_argv_placeholders(driver: ProcessDriver) -> N
     await driver.stop(handle, timeout_s=5)
 
 
+async def test_the_workload_gets_its_profile_env_but_not_the_agents_secrets(
+    driver: ProcessDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_MQTT_PASSWORD", "hunter2")
+    profile = make_profile(
+        driver="process",
+        sim=None,
+        health=HEALTH,
+        process={
+            "argv": [
+                sys.executable,
+                str(WORKLOAD_STUB),
+                "--show-env",
+                "WALLET",
+                "PATH",
+                "ORCHESTRATOR_MQTT_PASSWORD",
+            ],
+            "env": {"WALLET": "rig-{gpu_index}"},
+        },
+    )
+    handle = await driver.start(spec_for(profile, GPU1))
+    log = await wait_for_text(_log(driver, handle), "ready")
+    assert "env:WALLET=rig-1" in log
+    assert "env:ORCHESTRATOR_MQTT_PASSWORD=<unset>" in log
+    assert "env:PATH=/" in log  # the allowlist keeps what a program needs to run
+    await driver.stop(handle, timeout_s=5)
+
+
 async def test_inspect_reports_the_exit_code(driver: ProcessDriver) -> None:
     handle = await driver.start(spec_for(stub_profile("--exit-code", "3")))
     status = await until_status(lambda: driver.inspect(handle), lambda s: not s.running)
     assert status.state is WorkloadState.EXITED
     assert status.exit_code == 3
+    restarted = ProcessDriver(log_dir=Path("/nonexistent"))
+    assert await restarted.recover(handle.to_json()) is None  # nothing left to re-attach to
     result = await driver.stop(handle, timeout_s=1)  # stopping an exited workload is a no-op
     assert (result.forced, result.exit_code) == (False, 3)
 
