@@ -233,11 +233,6 @@ def signal_exit_code(signal_number: int) -> int:
     return 128 + signal_number
 
 
-def remaining_s(deadline_s: float, now_s: float) -> float:
-    """Seconds left before a monotonic deadline, never negative."""
-    return max(0.0, deadline_s - now_s)
-
-
 def whole_seconds(timeout_s: float) -> int:
     """A timeout rounded up to whole seconds, as APIs taking integer seconds want it."""
     return max(0, math.ceil(timeout_s))
