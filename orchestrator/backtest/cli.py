@@ -1,0 +1,345 @@
+"""`orchestrator backtest`: arguments, the backtest's config, and the run from files to report.
+
+The command reads a serve config TOML, but only what a backtest needs: the policy
+sections (`[policy]` with `mining_profiles`, `contracts` and `planner`, validated by
+`orchestrator.config.policy.PolicySection`; top-level `mining_profiles` / `contracts` /
+`planner` are accepted too) and its own `[backtest]` section. Everything else in the file
+(mqtt, http, ...) is ignored. `[backtest]`:
+
+    [backtest]
+    step = "1h"                    # default: the finest interval of the price files
+    power_usd_per_kwh = 0.05       # constant, when the prices have no power column
+    static_split_ai_fraction = 0.5 # the static-split baseline
+    max_gap = "36h"                # default: 1.5 x the file's median interval
+    [[backtest.fleet]]
+    model = "NVIDIA A100 80GB PCIe"
+    count = 32
+    memory_gib = 80
+
+`--fleet "MODEL=COUNT@GIB;MODEL=COUNT@GIB"` replaces the configured fleet.
+
+Exit status: 0 with the report; 2 for unusable input (config, CSV, arguments), with one
+line per problem on stderr naming the file and line or the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.backtest.engine import FleetGroup, Scenario, make_scenario, run_strategy
+from orchestrator.backtest.prices import (
+    PriceDataError,
+    PriceSeries,
+    at_steps,
+    format_time,
+    plausible_hashprice_max,
+    read_price_csv,
+)
+from orchestrator.backtest.report import format_table, render_svg, to_json
+from orchestrator.backtest.strategies import default_strategies
+from orchestrator.backtest.sweep import format_sweep, parse_duration_s, parse_sweep, run_sweep
+from orchestrator.config.policy import PolicySection, contract_problems
+from orchestrator.policy.model import PolicyInputs, policy_from_config
+
+EXIT_BAD_INPUT = 2
+
+
+class BacktestInputError(Exception):
+    """Unusable input; the message names the file and line or the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FleetGroupSection(_Strict):
+    model: str = Field(min_length=1)
+    count: int = Field(ge=1)
+    memory_gib: float = Field(default=24.0, gt=0)
+
+
+class BacktestSection(_Strict):
+    step: str | None = None
+    power_usd_per_kwh: float | None = Field(default=None, ge=0, le=10)
+    static_split_ai_fraction: float = Field(default=0.5, ge=0, le=1)
+    max_gap: str | None = None
+    fleet: list[FleetGroupSection] = Field(default_factory=list)
+
+
+def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `backtest` to an argparse subparsers object; returns its parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "backtest",
+        help="replay recorded prices through the planner and compare strategies",
+        description="Replay a price history with the configured fleet and contracts through "
+        "the real planner, and compare it with always-mine, always-AI, a static split and "
+        "the hindsight optimum. Formats: docs/backtest.md.",
+    )
+    parser.add_argument("--config", "-c", required=True, type=Path, help="serve config TOML")
+    parser.add_argument("--prices", required=True, type=Path, help="hashprice CSV")
+    parser.add_argument("--power", type=Path, help="power price CSV (timestamp,power_usd_per_kwh)")
+    parser.add_argument("--from", dest="start", help="first step (ISO date or timestamp, UTC)")
+    parser.add_argument("--to", dest="end", help="end, exclusive (ISO date or timestamp, UTC)")
+    parser.add_argument("--step", help="step length: 3600, 15m, 1h, 1d")
+    parser.add_argument("--fleet", help='"MODEL=COUNT@GIB;..." instead of [backtest.fleet]')
+    parser.add_argument("--split", type=float, help="AI fraction of the static-split baseline")
+    parser.add_argument("--max-gap", help="largest allowed gap between rows (duration)")
+    parser.add_argument(
+        "--fill-gaps",
+        action="store_true",
+        help="carry the last price over gaps and empty cells (and say how many)",
+    )
+    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser.add_argument("--svg", type=Path, help="write the chart as SVG here")
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="sweep margin, dwell or horizon (repeatable; a grid of all given)",
+    )
+    return parser
+
+
+def _parse_moment(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BacktestInputError(f"{text!r} is not an ISO date or timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_fleet(spec: str) -> list[FleetGroup]:
+    """`"NVIDIA A100 80GB PCIe=32@80;NVIDIA GeForce RTX 3090=64@24"` -> groups."""
+    groups = []
+    for part in spec.split(";"):
+        model, sep, rest = part.strip().rpartition("=")
+        count_text, _, gib_text = rest.partition("@")
+        try:
+            count = int(count_text)
+            memory_gib = float(gib_text) if gib_text else 24.0
+        except ValueError:
+            count = memory_gib = 0
+        if not sep or not model or count < 1 or memory_gib <= 0:
+            raise BacktestInputError(f"--fleet {part!r}: expected MODEL=COUNT[@GIB]")
+        groups.append(FleetGroup(model.strip(), count, memory_gib))
+    return groups
+
+
+def load_backtest_config(path: Path) -> tuple[PolicyInputs, BacktestSection, PolicySection]:
+    """The policy and `[backtest]` sections of a serve config (other sections ignored)."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        raise BacktestInputError(f"{path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BacktestInputError(f"{path}: {error}") from None
+    raw_policy = document.get("policy")
+    prefix = "policy."
+    if raw_policy is None:
+        keys = ("mining_profiles", "contracts", "planner")
+        raw_policy = {k: document[k] for k in keys if k in document}
+        prefix = ""
+    try:
+        policy = PolicySection.model_validate(raw_policy)
+    except ValidationError as error:
+        raise BacktestInputError(_problems(path, error, prefix)) from None
+    try:
+        backtest = BacktestSection.model_validate(document.get("backtest", {}))
+    except ValidationError as error:
+        raise BacktestInputError(_problems(path, error, "backtest.")) from None
+    return policy_from_config(policy), backtest, policy
+
+
+def _problems(path: Path, error: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = prefix + ".".join(str(p) for p in item["loc"])
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{path}: {key.rstrip('.')}: {reason}")
+    return "\n".join(lines)
+
+
+def build_scenario(args: argparse.Namespace) -> tuple[Scenario, BacktestSection, list[str]]:
+    """Config and price files -> a scenario, plus the notes to print with the report."""
+    policy, backtest, policy_section = load_backtest_config(args.config)
+    groups = (
+        parse_fleet(args.fleet)
+        if args.fleet
+        else [FleetGroup(g.model, g.count, g.memory_gib) for g in backtest.fleet]
+    )
+    if not groups:
+        raise BacktestInputError(
+            f"{args.config}: no fleet: add [[backtest.fleet]] entries or pass --fleet"
+        )
+    notes: list[str] = []
+    fleet_models: dict[str, int] = {}
+    for g in groups:
+        fleet_models[g.model] = fleet_models.get(g.model, 0) + g.count
+    notes.extend(
+        f"contract problem: {p}" for p in contract_problems(policy_section.contracts, fleet_models)
+    )
+    benchmarks: dict[str, dict[str, float]] = {}
+    for profile in policy.profiles:
+        by_model = benchmarks.setdefault(profile.algorithm, {})
+        for model, bench in profile.benchmarks.items():
+            by_model[model] = max(by_model.get(model, 0.0), bench.hashrate_hs)
+    max_gap_text = args.max_gap or backtest.max_gap
+    max_gap_s = parse_duration_s(max_gap_text) if max_gap_text else None
+    limits = plausible_hashprice_max(benchmarks)
+    prices = read_price_csv(
+        args.prices, plausible_max=limits, max_gap_s=max_gap_s, fill_gaps=args.fill_gaps
+    )
+    power: PriceSeries | None = None
+    if args.power is not None:
+        power = read_price_csv(
+            args.power,
+            plausible_max={},
+            max_gap_s=None,
+            fill_gaps=args.fill_gaps,
+            power_only=True,
+        )
+    notes.extend(
+        f"mining profile {profile.id!r}: no hashprice column for {profile.algorithm!r} "
+        f"in {prices.source}, so it is never mined"
+        for profile in policy.profiles
+        if profile.algorithm not in prices.algorithms
+    )
+    step_text = args.step or backtest.step
+    intervals = [s.interval_s for s in (prices, power) if s is not None and s.interval_s > 0]
+    step_s = parse_duration_s(step_text) if step_text else min(intervals, default=3600.0)
+    if step_s <= 0:
+        raise BacktestInputError("--step must be positive")
+    start_s = _parse_moment(args.start) if args.start else prices.times_s[0]
+    end_s = (
+        _parse_moment(args.end) if args.end else prices.times_s[-1] + (prices.interval_s or step_s)
+    )
+    n_steps = int((end_s - start_s) // step_s)
+    if n_steps < 1:
+        raise BacktestInputError(
+            f"no steps between {format_time(start_s)} and {format_time(end_s)} at {step_s:g} s"
+        )
+    steps = [start_s + i * step_s for i in range(n_steps)]
+    hashprice = {}
+    filled = 0
+    for algorithm in prices.algorithms:
+        sampled = at_steps(
+            prices,
+            prices.hashprice_usd_per_hs_day[algorithm],
+            steps,
+            what=f"hashprice {algorithm}",
+            fill_gaps=args.fill_gaps,
+        )
+        hashprice[algorithm] = sampled.values
+        filled = max(filled, sampled.filled_steps)
+    power_values, power_filled = _power_values(
+        args, backtest=backtest, prices=prices, power=power, steps=steps, notes=notes
+    )
+    filled = max(filled, power_filled)
+    if args.fill_gaps:
+        cells = prices.filled_cells + (power.filled_cells if power else 0)
+        notes.append(
+            f"--fill-gaps: {filled} steps carried a price older than the gap limit, "
+            f"{cells} empty cells carried forward"
+        )
+    scenario = make_scenario(
+        groups,
+        policy,
+        steps_s=steps,
+        step_s=step_s,
+        hashprice_usd_per_hs_day=hashprice,
+        power_usd_per_kwh=power_values,
+    )
+    return scenario, backtest, notes
+
+
+def _power_values(
+    args: argparse.Namespace,
+    *,
+    backtest: BacktestSection,
+    prices: PriceSeries,
+    power: PriceSeries | None,
+    steps: list[float],
+    notes: list[str],
+) -> tuple[tuple[float, ...], int]:
+    """Power price per step: the --power file, else the prices' column, else the constant."""
+    if power is not None and power.power_usd_per_kwh is not None:
+        sampled = at_steps(
+            power, power.power_usd_per_kwh, steps, what="power price", fill_gaps=args.fill_gaps
+        )
+        notes.append(f"power price from {power.source}, last value carried forward per step")
+        return sampled.values, sampled.filled_steps
+    if prices.power_usd_per_kwh is not None:
+        sampled = at_steps(
+            prices, prices.power_usd_per_kwh, steps, what="power price", fill_gaps=args.fill_gaps
+        )
+        return sampled.values, sampled.filled_steps
+    if backtest.power_usd_per_kwh is not None:
+        notes.append(f"power price constant at {backtest.power_usd_per_kwh:g} US$/kWh (config)")
+        return (backtest.power_usd_per_kwh,) * len(steps), 0
+    raise BacktestInputError(
+        f"{prices.source}: no power price: add a power_usd_per_kwh column, pass --power, "
+        "or set [backtest] power_usd_per_kwh"
+    )
+
+
+def _split_fraction(args: argparse.Namespace, backtest: BacktestSection) -> float:
+    fraction: float = args.split if args.split is not None else backtest.static_split_ai_fraction
+    if not 0.0 <= fraction <= 1.0:
+        raise BacktestInputError(f"--split {fraction}: expected a fraction from 0 to 1")
+    return fraction
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    """Run `orchestrator backtest` with parsed `args`; print the report; return the exit code."""
+    try:
+        scenario, backtest, notes = build_scenario(args)
+        grid = parse_sweep(args.sweep) if args.sweep else None
+        fraction = _split_fraction(args, backtest)
+    except (BacktestInputError, PriceDataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    strategies = default_strategies(fraction)
+    results = [run_strategy(scenario, s) for s in strategies]
+    live_name = strategies[0].name
+    print(
+        f"backtest {format_time(scenario.steps_s[0])} .. "
+        f"{format_time(scenario.steps_s[-1] + scenario.step_s)}, {len(scenario.steps_s)} steps "
+        f"of {scenario.step_s:g} s, {scenario.gpu_count} GPUs"
+    )
+    print(format_table(results), end="")
+    for note in notes:
+        print(f"note: {note}")
+    sweep_rows = None
+    if grid is not None:
+        sweep_rows = run_sweep(scenario, grid)
+        print()
+        print(format_sweep(sweep_rows), end="")
+    if args.json is not None:
+        document = to_json(scenario, results, notes, sweep_rows)
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.svg is not None:
+        args.svg.write_text(render_svg(scenario, results, live_name), encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m orchestrator.backtest.cli`) until the lead wires it in."""
+    parser = argparse.ArgumentParser(prog="orchestrator")
+    add_backtest_parser(parser.add_subparsers(dest="command", required=True))
+    return run_backtest_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
