@@ -12,9 +12,11 @@ import asyncio
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator import __version__
 from orchestrator.config import AgentConfig, ServeConfig, load_config
@@ -80,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--file", type=Path, help="a saved API response")
     read.add_argument("--timeout", type=_positive, default=5.0, help="seconds")
 
+    explain = commands.add_parser("explain", help="why a GPU runs what the plan gives it")
+    explain.add_argument("gpu", help="node:index or the GPU's NVML UUID")
+    explain.add_argument("--url", default="http://127.0.0.1:9850")
+    explain.add_argument("--json", action="store_true", help="print the raw JSON")
+
     status = commands.add_parser("status", help="the fleet as the central daemon sees it")
     status.add_argument("--url", default="http://127.0.0.1:9850")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -133,9 +140,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from orchestrator.config.policy import contract_problems  # noqa: PLC0415
+
     config = load_config(args.file, args.kind)
+    if isinstance(config, ServeConfig):
+        problems = contract_problems(config.contracts)
+        if problems:
+            raise ConfigError(str(args.file), [("contracts", line) for line in problems])
     kind = "agent" if isinstance(config, AgentConfig) else "serve"
-    assert isinstance(config, ServeConfig | AgentConfig)  # noqa: S101
     print(f"{args.file}: valid {kind} config")
     return EXIT_OK
 
@@ -160,12 +172,52 @@ def cmd_miner_read(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _get_json(url: str) -> tuple[int, Any]:
+    """GET a JSON document; (status, body), or raise OSError when nothing answered."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (operator URL)
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        try:
+            return error.code, json.load(error)
+        except ValueError:
+            return error.code, {"error": error.reason}
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    url = f"{args.url.rstrip('/')}/api/v1/gpus/{urllib.parse.quote(args.gpu, safe=':')}/explain"
+    try:
+        status, view = _get_json(url)
+    except (OSError, ValueError) as error:
+        print(f"cannot read {url}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if status != 200:
+        print(f"error: {view.get('error')}: {view.get('detail', '')}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return EXIT_OK
+    print(f"{view['gpu']} ({view['model']}), plan generation {view['generation']}")
+    print(
+        f"  runs {view['current']}; plan: {view['choice']}{' (switch)' if view['changed'] else ''}"
+    )
+    print(f"  reason: {view['reason']}")
+    print(f"  {'candidate':<28} {'net $/h':>10} {'power W':>8}  note")
+    for c in view["candidates"]:
+        mark = "*" if c["chosen"] else " "
+        print(
+            f"{mark} {c['workload']:<28} {c['net_usd_per_hour']:>10.4f} {c['power_w']:>8.0f}  "
+            f"{c['note']}"
+        )
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/api/v1/state"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  (operator-given URL)
-            state = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        _, state = _get_json(url)
+    except (OSError, ValueError) as error:
         print(f"cannot read {url}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
@@ -190,6 +242,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "status": cmd_status,
     "miner": cmd_miner_read,
+    "explain": cmd_explain,
 }
 
 

@@ -57,6 +57,17 @@ ensure_venv() {
     fi
 }
 
+ensure_test_tools() {
+    # the tests meet real software: dockerd (with a busybox image they build), systemd-analyze
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    [ -x /bin/busybox ] || missing+=(busybox-static)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}" ||
+            die "the tests need ${missing[*]}: run this as root on Debian/Ubuntu, or 'sudo apt-get install ${missing[*]}'"
+    fi
+}
+
 mosquitto_bin() {
     command -v mosquitto 2>/dev/null || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; }
 }

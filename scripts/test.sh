@@ -2,6 +2,7 @@
 # Set up (venv, dependencies, mosquitto) and run every check: lint, types, layers, tests.
 source "$(dirname "$0")/bootstrap.sh"
 ensure_mosquitto required
+ensure_test_tools
 ensure_venv
 export PATH="$VENV/bin:$PATH"
 status=0

@@ -196,3 +196,18 @@ def test_miner_read_of_garbage_exits_2_with_the_reason(tmp_path: Path) -> None:
     result = orchestrator("miner", "read", "--api", "trex", "--file", str(garbage))
     assert result.returncode == 2
     assert "not_json" in result.stderr
+
+
+def test_config_check_reports_a_contract_that_can_never_be_met(tmp_path: Path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text(
+        "[[contracts.reserved]]\n"
+        'id = "acme"\nrate_usd_per_gpu_hour = 1.0\ncommitted_gpus = 4\n'
+        '[[contracts.reserved.schedule]]\ndays = []\nstart = "08:00"\nend = "08:00"\n'
+        "[[contracts.on_demand]]\n"
+        'id = "acme"\nrate_usd_per_gpu_hour = 0.2\n'
+    )
+    result = orchestrator("config", "check", str(path))
+    assert result.returncode == 2
+    assert "contracts: contract id 'acme' appears more than once" in result.stderr
+    assert "window 1 has no days" in result.stderr

@@ -119,7 +119,10 @@ async def explain(request: web.Request) -> web.Response:
     view = explain_json(loop.last, key) if key else None
     if view is None:
         return web.json_response(
-            {"error": "unknown GPU", "detail": f"{name!r} is neither node:index nor a known UUID"},
+            {
+                "error": "unknown GPU",
+                "detail": f"no GPU {name!r} in the newest plan (name it node:index or by UUID)",
+            },
             status=404,
         )
     return web.json_response(view)

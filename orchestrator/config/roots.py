@@ -21,6 +21,7 @@ from orchestrator.config.policy import (
     PlannerSection,
     PolicySection,
 )
+from orchestrator.config.profiles import ProfileList
 
 
 class IngestSection(Section):
@@ -92,3 +93,5 @@ class AgentConfig(Section):
     log: LogSection = LogSection()
     telemetry: TelemetrySection = TelemetrySection()
     gpu: GpuSection = GpuSection()
+    # the workloads this node may run; a command names one of these ids, never a command line
+    profiles: ProfileList = Field(default_factory=list)
