@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orchestrator.domain import Health, NodeStatus
 from orchestrator.errors import PayloadError
@@ -162,9 +162,93 @@ class SwitchCommand(_Payload):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+SwitchState = Literal[
+    "accepted",  # the agent took the command and queued it for the GPU
+    "progress",  # a step began (drain, stop, verify, start, health)
+    "done",  # the GPU runs the new workload and it is healthy
+    "failed",  # the switch failed and the previous workload could not be restored
+    "rolled_back",  # the switch failed; the previous workload runs again
+    "refused",  # not run: stale, older generation, unknown profile, GPU quarantined
+]
+
+
+class SwitchEvent(_Payload):
+    """The agent's word on one command, published on `nodes/<node>/events`.
+
+    A repeated `command_id` is answered with the recorded final event, not run again.
+    """
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    kind: Literal["switch"] = "switch"
+    command_id: str = Field(min_length=8, max_length=64)
+    generation: int = Field(ge=0)
+    node: NodeName
+    gpu_index: int = Field(ge=0, le=1024)
+    workload: str = Field(min_length=1, max_length=200)
+    state: SwitchState
+    step: str | None = Field(default=None, max_length=32)
+    reason: str = Field(default="", max_length=1000)
+    at_s: float
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GpuHealthEvent(_Payload):
+    """The watchdog's word on a GPU: a restart, a quarantine, or a cleared quarantine."""
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    kind: Literal["gpu_health"] = "gpu_health"
+    node: NodeName
+    gpu_index: int = Field(ge=0, le=1024)
+    workload: str | None = Field(default=None, max_length=200)
+    state: Literal["restarted", "quarantined", "cleared"]
+    reason: str = Field(default="", max_length=1000)
+    restarts: int = Field(default=0, ge=0)
+    at_s: float
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def decode_command(
+    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> SwitchCommand:
+    """Validate a command or raise `PayloadError` with the drop reason."""
+    if len(payload) > max_bytes:
+        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
+    try:
+        message = SwitchCommand.model_validate_json(payload)
+    except ValidationError as error:
+        raise _classify(payload, error) from None
+    if message.node != topic_node:
+        raise PayloadError(
+            "node_mismatch", f"command for {message.node!r} on topic of {topic_node!r}"
+        )
+    return message
+
+
+def decode_event(
+    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> SwitchEvent | GpuHealthEvent:
+    """Validate an event (either kind) or raise `PayloadError` with the drop reason."""
+    if len(payload) > max_bytes:
+        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
+    try:
+        message: SwitchEvent | GpuHealthEvent = _EVENT_ADAPTER.validate_json(payload)
+    except ValidationError as error:
+        raise _classify(payload, error) from None
+    if message.node != topic_node:
+        raise PayloadError("node_mismatch", f"event of {message.node!r} on topic of {topic_node!r}")
+    return message
+
+
 def encode(message: BaseModel) -> bytes:
     """Serialise a payload with its schema version under the key `schema`."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+_EVENT_ADAPTER: TypeAdapter[SwitchEvent | GpuHealthEvent] = TypeAdapter(
+    Annotated[SwitchEvent | GpuHealthEvent, Field(discriminator="kind")]
+)
 
 
 def _classify(payload: bytes | str, error: ValidationError) -> PayloadError:
