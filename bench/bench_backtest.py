@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     scenario = build(args.gpus, args.hours, args.power_cap_kw)
     results, total = [], 0.0
-    for strategy in default_strategies(0.3):
+    for strategy in default_strategies(0.5):
         started = time.perf_counter()
         results.append(run_strategy(scenario, strategy))
         took = time.perf_counter() - started
