@@ -2,13 +2,19 @@
 
 Level-based (STYLE point 4): the plan says what each GPU should run; the dispatcher sends
 a command only where that differs from what the GPU runs or is already being switched to.
-A command is *in flight* from its publication until the GPU reports the target workload
-(done) or `command_timeout_s` passes (timed out; the next plan may order it again). While
-a command is in flight the planner sees the target, so one decision is ordered once.
+A command is *in flight* from its publication until the agent reports its end on
+`nodes/<node>/events` (done, rolled back, failed, refused), the GPU's telemetry shows the
+target workload, or `command_timeout_s` passes. While a command is in flight the planner
+sees the target, so one decision is ordered once.
 
-Every command carries an id (a repeat is idempotent on the agent) and the plan generation
-(an agent refuses a generation older than the newest it has acted on). A command that could
-not be published (broker away) is journaled as `unsent` and not counted as in flight.
+Delivery: a command the agent has not acknowledged (`accepted`) within the ack timeout is
+published again, the same bytes and the same id (the agent answers a repeat with its
+recorded result, so a retry can never run a switch twice), with a doubling delay, until
+the command expires (`command_ttl_s`); then it is `timed_out`. Every command carries the
+plan generation, which agents use to refuse anything older than what they acted on.
+
+A switch that failed (rolled back, failed, refused) is not ordered again for the same GPU
+and target during `failure_cooldown_s`: a broken miner must not be retried every plan.
 
 The journal is in memory for now (the newest `journal_size` records); the persistence
 issue moves it into SQLite, written before each publish.
@@ -27,11 +33,22 @@ from prometheus_client import CollectorRegistry, Counter
 
 from orchestrator.central.fleet import FleetState
 from orchestrator.domain import NodeStatus, gpu_key, workload_kind
+from orchestrator.errors import PayloadError
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Plan
-from orchestrator.protocol import SwitchCommand, Topics, encode
+from orchestrator.protocol import (
+    GpuHealthEvent,
+    SwitchCommand,
+    SwitchEvent,
+    Topics,
+    decode_event,
+    encode,
+)
 
 log = structlog.get_logger(__name__)
+
+_FINAL_STATES = {"done", "failed", "rolled_back", "refused"}
+_FAILED_STATES = {"failed", "rolled_back", "refused"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +60,15 @@ class CommandRecord:
     previous: str | None
     reason: str
     issued_at_s: float
-    state: str  # in_flight | unsent | done | timed_out | superseded
+    expires_at_s: float
+    # in_flight | unsent | done | failed | rolled_back | refused | timed_out | superseded
+    state: str
+    payload: bytes = b""
+    acked: bool = False
+    attempts: int = 1
+    next_retry_s: float = 0.0
+    step: str | None = None
+    outcome: str = ""
     finished_at_s: float | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -56,6 +81,10 @@ class CommandRecord:
             "reason": self.reason,
             "issued_at_s": self.issued_at_s,
             "state": self.state,
+            "acked": self.acked,
+            "attempts": self.attempts,
+            "step": self.step,
+            "outcome": self.outcome,
             "finished_at_s": self.finished_at_s,
         }
 
@@ -69,6 +98,9 @@ class Dispatcher:
         registry: CollectorRegistry,
         command_timeout_s: float,
         command_ttl_s: float,
+        ack_timeout_s: float = 5.0,
+        ack_timeout_max_s: float = 60.0,
+        failure_cooldown_s: float = 900.0,
         clock: Callable[[], float] = time.time,
         journal_size: int = 1000,
     ) -> None:
@@ -77,11 +109,16 @@ class Dispatcher:
         self.clock = clock
         self.command_timeout_s = command_timeout_s
         self.command_ttl_s = command_ttl_s
+        self.ack_timeout_s = ack_timeout_s
+        self.ack_timeout_max_s = ack_timeout_max_s
+        self.failure_cooldown_s = failure_cooldown_s
         self.in_flight: dict[str, CommandRecord] = {}
+        self.by_id: dict[str, str] = {}  # command id -> GPU key, for in-flight commands
+        self.cooldowns: dict[tuple[str, str], float] = {}  # (GPU, target) -> until
         self.journal: deque[CommandRecord] = deque(maxlen=journal_size)
         self.published = Counter(
             "orchestrator_commands_published",
-            "Switch commands, by result of publishing (sent, unsent)",
+            "Switch command publications, by result (sent, unsent, retried)",
             ["result"],
             registry=registry,
         )
@@ -91,10 +128,73 @@ class Dispatcher:
             ["to_kind"],
             registry=registry,
         )
+        self.finished = Counter(
+            "orchestrator_switches",
+            "Switches that ended, by result (ok, failed, rolled_back, refused, timeout)",
+            ["result"],
+            registry=registry,
+        )
+        self.health_events = Counter(
+            "orchestrator_gpu_health_events",
+            "Watchdog events from the agents (restarted, quarantined, cleared)",
+            ["state"],
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "orchestrator_events_dropped",
+            "Agent events dropped: malformed, or for no command in flight",
+            ["reason"],
+            registry=registry,
+        )
 
     def targets(self) -> Mapping[str, str]:
         """GPU -> the workload it is being switched to, for the planner."""
         return {key: record.workload for key, record in self.in_flight.items()}
+
+    # ------------------------------------------------------------------ events in
+
+    def on_event(self, node: str, payload: bytes) -> None:
+        """An agent's event (synchronous: called from ingest for each message)."""
+        try:
+            event = decode_event(payload, topic_node=node)
+        except PayloadError as error:
+            self.events_dropped.labels(error.reason).inc()
+            return
+        if isinstance(event, GpuHealthEvent):
+            self.health_events.labels(event.state).inc()
+            log.warning(
+                "gpu health event",
+                gpu=gpu_key(event.node, event.gpu_index),
+                state=event.state,
+                reason=event.reason,
+                restarts=event.restarts,
+            )
+            return
+        self._on_switch_event(event)
+
+    def _on_switch_event(self, event: SwitchEvent) -> None:
+        key = self.by_id.get(event.command_id)
+        command = self.in_flight.get(key) if key else None
+        if command is None or command.command_id != event.command_id:
+            self.events_dropped.labels("unknown_command").inc()
+            return
+        now_s = self.clock()
+        if event.state in _FINAL_STATES:
+            assert key is not None  # noqa: S101  (found through by_id)
+            self._finish(key, event.state, now_s, outcome=event.reason)
+            if event.state in _FAILED_STATES:
+                self.cooldowns[(key, command.workload)] = now_s + self.failure_cooldown_s
+                log.warning(
+                    "switch failed",
+                    gpu=key,
+                    workload=command.workload,
+                    result=event.state,
+                    reason=event.reason,
+                )
+            return
+        self.in_flight[command.gpu] = replace(command, acked=True, step=event.step or command.step)
+
+    # ------------------------------------------------------------------ housekeeping
 
     def settle(self, fleet: FleetState) -> None:
         """Close in-flight commands the fleet shows done, and those past their timeout."""
@@ -107,20 +207,50 @@ class Dispatcher:
             for gpu in record.telemetry.gpus:
                 key = gpu_key(record.name, gpu.index)
                 command = self.in_flight.get(key)
-                if (
-                    command is not None
-                    and gpu.workload
-                    and gpu.workload.workload == command.workload
-                ):
-                    self._finish(key, "done", now_s)
+                reported = gpu.workload.workload if gpu.workload else None
+                if command is not None and reported == command.workload:
+                    self._finish(key, "done", now_s, outcome="telemetry shows the workload")
         for key, command in list(self.in_flight.items()):
-            if now_s - command.issued_at_s > self.command_timeout_s:
+            unacked_expired = not command.acked and now_s > command.expires_at_s
+            if unacked_expired or now_s - command.issued_at_s > self.command_timeout_s:
                 log.warning("switch command timed out", gpu=key, command_id=command.command_id)
-                self._finish(key, "timed_out", now_s)
+                self._finish(key, "timed_out", now_s, outcome="no answer from the agent")
 
-    def _finish(self, key: str, state: str, now_s: float) -> None:
+    async def retry_unacknowledged(self) -> int:
+        """Publish again the commands no agent has acknowledged in time; return how many."""
+        now_s = self.clock()
+        retried = 0
+        for key, command in list(self.in_flight.items()):
+            if command.acked or now_s < command.next_retry_s or now_s > command.expires_at_s:
+                continue
+            node = key.rpartition(":")[0]
+            sent = await self.link.publish(self.topics.commands(node), command.payload, qos=1)
+            delay_s = min(self.ack_timeout_max_s, self.ack_timeout_s * 2**command.attempts)
+            self.in_flight[key] = replace(
+                command, attempts=command.attempts + 1, next_retry_s=now_s + delay_s
+            )
+            self.published.labels("retried" if sent else "unsent").inc()
+            retried += 1
+        return retried
+
+    def _finish(self, key: str, state: str, now_s: float, *, outcome: str = "") -> None:
         command = self.in_flight.pop(key)
-        self.journal.append(replace(command, state=state, finished_at_s=now_s))
+        self.by_id.pop(command.command_id, None)
+        self.finished.labels(_RESULT_LABEL.get(state, state)).inc()
+        self.journal.append(
+            replace(command, state=state, finished_at_s=now_s, outcome=outcome, payload=b"")
+        )
+
+    # ------------------------------------------------------------------ commands out
+
+    def cooling_down(self, key: str, workload: str, now_s: float) -> bool:
+        until_s = self.cooldowns.get((key, workload))
+        if until_s is None:
+            return False
+        if now_s >= until_s:
+            del self.cooldowns[(key, workload)]
+            return False
+        return True
 
     async def dispatch(
         self, plan: Plan, *, generation: int, uuids: Mapping[str, str]
@@ -136,47 +266,76 @@ class Dispatcher:
             if pending is not None:
                 if pending.workload == target:
                     continue
-                self._finish(key, "superseded", now_s)
-            node, _, index = key.rpartition(":")
-            command = SwitchCommand(
-                command_id=uuid.uuid4().hex,
+                self._finish(key, "superseded", now_s, outcome=f"replaced by a switch to {target}")
+            if self.cooling_down(key, target, now_s):
+                continue
+            record = await self._publish(
+                key,
+                target,
+                assignment.previous,
+                assignment.reason,
                 generation=generation,
-                node=node,
-                gpu_index=int(index),
-                gpu_uuid=uuids.get(key),
-                workload=target,
-                previous_workload=assignment.previous,
-                issued_at_s=now_s,
-                expires_at_s=now_s + self.command_ttl_s,
-                reason=assignment.reason[:500],
+                uuid_=uuids.get(key),
+                now_s=now_s,
             )
-            sent = await self.link.publish(self.topics.commands(node), encode(command), qos=1)
-            record = CommandRecord(
-                command_id=command.command_id,
-                generation=generation,
-                gpu=key,
-                workload=target,
-                previous=assignment.previous,
-                reason=assignment.reason,
-                issued_at_s=now_s,
-                state="in_flight" if sent else "unsent",
-            )
-            self.published.labels("sent" if sent else "unsent").inc()
-            if sent:
-                self.planned.labels(workload_kind(target).value).inc()
-                self.in_flight[key] = record
-            else:
-                self.journal.append(record)
             issued.append(record)
-            log.info(
-                "switch ordered" if sent else "switch not sent: broker unavailable",
-                gpu=key,
-                workload=target,
-                previous=assignment.previous,
-                generation=generation,
-                command_id=command.command_id,
-            )
         return issued
+
+    async def _publish(
+        self,
+        key: str,
+        target: str,
+        previous: str | None,
+        reason: str,
+        *,
+        generation: int,
+        uuid_: str | None,
+        now_s: float,
+    ) -> CommandRecord:
+        node, _, index = key.rpartition(":")
+        command = SwitchCommand(
+            command_id=uuid.uuid4().hex,
+            generation=generation,
+            node=node,
+            gpu_index=int(index),
+            gpu_uuid=uuid_,
+            workload=target,
+            previous_workload=previous,
+            issued_at_s=now_s,
+            expires_at_s=now_s + self.command_ttl_s,
+            reason=reason[:500],
+        )
+        payload = encode(command)
+        sent = await self.link.publish(self.topics.commands(node), payload, qos=1)
+        record = CommandRecord(
+            command_id=command.command_id,
+            generation=generation,
+            gpu=key,
+            workload=target,
+            previous=previous,
+            reason=reason,
+            issued_at_s=now_s,
+            expires_at_s=command.expires_at_s,
+            state="in_flight" if sent else "unsent",
+            payload=payload,
+            next_retry_s=now_s + self.ack_timeout_s,
+        )
+        self.published.labels("sent" if sent else "unsent").inc()
+        if sent:
+            self.planned.labels(workload_kind(target).value).inc()
+            self.in_flight[key] = record
+            self.by_id[record.command_id] = key
+        else:
+            self.journal.append(replace(record, payload=b""))
+        log.info(
+            "switch ordered" if sent else "switch not sent: broker unavailable",
+            gpu=key,
+            workload=target,
+            previous=previous,
+            generation=generation,
+            command_id=command.command_id,
+        )
+        return record
 
     def recent(self, limit: int = 100) -> list[CommandRecord]:
         """The newest records first: in-flight commands, then the journal."""
@@ -184,3 +343,6 @@ class Dispatcher:
             [*self.in_flight.values(), *self.journal], key=lambda r: r.issued_at_s, reverse=True
         )
         return records[:limit]
+
+
+_RESULT_LABEL = {"done": "ok", "timed_out": "timeout"}

@@ -55,6 +55,11 @@ class FleetCollector(Collector):
                 "Hashrate the GPU's miner reports",
                 labels=_GPU_LABELS,
             ),
+            "quarantined": GaugeMetricFamily(
+                "orchestrator_gpu_quarantined",
+                "1 while the node's watchdog keeps the GPU out of service",
+                labels=_GPU_LABELS,
+            ),
             "info": GaugeMetricFamily(
                 "orchestrator_gpu_info", "1 for every GPU the fleet reports", labels=_INFO_LABELS
             ),
@@ -69,6 +74,8 @@ class FleetCollector(Collector):
             families["info"].add_metric([*labels, view.workload, view.state], 1.0)
             if view.node_status is not NodeStatus.ONLINE:
                 continue
+            quarantined = any(r.startswith("quarantined") for r in t.health_reasons)
+            families["quarantined"].add_metric(labels, 1.0 if quarantined else 0.0)
             if t.power_draw_w is not None:
                 families["power"].add_metric(labels, t.power_draw_w)
             if t.temperature_c is not None:

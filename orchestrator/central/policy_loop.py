@@ -252,6 +252,9 @@ class PolicyLoop:
         trigger = self.due(self.clock())
         if trigger is not None:
             await self.plan_once(trigger)
+        elif self.dispatcher.in_flight:
+            self.dispatcher.settle(self.fleet)
+            await self.dispatcher.retry_unacknowledged()
 
     async def run(self) -> None:
         while True:

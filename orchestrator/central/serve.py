@@ -94,6 +94,7 @@ class CentralDaemon:
             clock=clock,
         )
         self.registry.register(PlanCollector(self.policy, self.fleet))
+        self.ingest.extra_handlers["events"] = self.dispatcher.on_event
         self.state_loaded = False
         self.http: HttpListener | None = None
         self.ready = asyncio.Event()

@@ -1,0 +1,206 @@
+"""The dispatcher against a real broker: acknowledgements, retries, timeouts, cool-downs.
+
+A stand-in agent (a real MQTT client) answers commands with the events a node agent sends,
+so these tests prove the central side of the command protocol on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from orchestrator.central.dispatch import Dispatcher
+from orchestrator.central.fleet import FleetState
+from orchestrator.config.common import MqttSection
+from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.mqtt import MqttLink
+from orchestrator.policy.model import Assignment, Plan
+from orchestrator.protocol import SwitchCommand, SwitchEvent, Topics, encode
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.slow
+
+TOPICS = Topics("fleet/v1/test")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 5_000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def one_switch(gpu: str, workload: str, previous: str = "idle") -> Plan:
+    assignment = Assignment(
+        gpu_key=gpu,
+        workload=workload,
+        previous=previous,
+        changed=True,
+        reason=f"switch to {workload}",
+        lock="free",
+        candidates=(),
+    )
+    return Plan(
+        assignments={gpu: assignment},
+        objective_usd_per_hour=0.0,
+        net_usd_per_hour=0.0,
+        total_power_w=0.0,
+        power_cap_w=None,
+        sla=(),
+        switches=1,
+        dwell_breaks=0,
+        problems=(),
+    )
+
+
+@dataclass
+class Bench:
+    dispatcher: Dispatcher
+    agent: MqttLink
+    received: list[SwitchCommand]
+    clock: Clock
+    registry: CollectorRegistry
+
+    async def answer(self, command: SwitchCommand, state: str, reason: str = "") -> None:
+        event = SwitchEvent(
+            command_id=command.command_id,
+            generation=command.generation,
+            node=command.node,
+            gpu_index=command.gpu_index,
+            workload=command.workload,
+            state=state,  # type: ignore[arg-type]
+            reason=reason,
+            at_s=self.clock.now_s,
+        )
+        assert await self.agent.publish(TOPICS.events(command.node), encode(event), qos=1)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+async def bench(mosquitto: MosquittoBroker) -> AsyncIterator[Bench]:
+    settings = MqttSection(host=mosquitto.host, port=mosquitto.port, site="test")
+    clock = Clock()
+    registry = CollectorRegistry()
+    received: list[SwitchCommand] = []
+    dispatchers: list[Dispatcher] = []
+
+    def on_event(topic: str, payload: bytes) -> None:
+        node, _ = TOPICS.split(topic) or ("", "")
+        dispatchers[0].on_event(node, payload)
+
+    central = MqttLink(
+        settings,
+        client_id="central",
+        subscriptions=[(TOPICS.all_of("events"), 1)],
+        on_message=on_event,
+    )
+    dispatcher = Dispatcher(
+        link=central,
+        topics=TOPICS,
+        registry=registry,
+        command_timeout_s=600.0,
+        command_ttl_s=120.0,
+        ack_timeout_s=5.0,
+        failure_cooldown_s=900.0,
+        clock=clock,
+    )
+    dispatchers.append(dispatcher)
+    agent = MqttLink(
+        settings,
+        client_id="rig",
+        subscriptions=[(TOPICS.commands("rig"), 1)],
+        on_message=lambda _t, payload: received.append(SwitchCommand.model_validate_json(payload)),
+    )
+    tasks = [asyncio.create_task(central.run()), asyncio.create_task(agent.run())]
+    await asyncio.wait_for(central.connected.wait(), 5)
+    await asyncio.wait_for(agent.connected.wait(), 5)
+    yield Bench(dispatcher, agent, received, clock, registry)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_done_event_closes_the_command_and_counts_it_ok(bench: Bench) -> None:
+    (record,) = await bench.dispatcher.dispatch(
+        one_switch("rig:0", "mine:kawpow"), generation=3, uuids={}
+    )
+    await eventually(lambda: bench.received, what="the command")
+    command = bench.received[0]
+    assert (command.command_id, command.generation, command.workload) == (
+        record.command_id,
+        3,
+        "mine:kawpow",
+    )
+    await bench.answer(command, "accepted")
+    await eventually(lambda: bench.dispatcher.in_flight["rig:0"].acked, what="the acknowledgement")
+    await bench.answer(command, "done")
+    await eventually(lambda: not bench.dispatcher.in_flight, what="the command to close")
+    assert bench.dispatcher.journal[-1].state == "done"
+    assert bench.metric("orchestrator_switches_total", result="ok") == 1.0
+
+
+async def test_an_unacknowledged_command_is_sent_again_with_the_same_id_then_times_out(
+    bench: Bench,
+) -> None:
+    await bench.dispatcher.dispatch(one_switch("rig:1", "ai:acme"), generation=1, uuids={})
+    await eventually(lambda: len(bench.received) == 1, what="the first delivery")
+    assert await bench.dispatcher.retry_unacknowledged() == 0  # not due yet
+    bench.clock.now_s += 5.0
+    assert await bench.dispatcher.retry_unacknowledged() == 1
+    await eventually(lambda: len(bench.received) == 2, what="the retry")
+    assert bench.received[0] == bench.received[1]
+    bench.clock.now_s += 5.0
+    assert await bench.dispatcher.retry_unacknowledged() == 0  # the delay doubled
+    bench.clock.now_s += 200.0  # past the command's expiry
+    assert await bench.dispatcher.retry_unacknowledged() == 0
+    bench.dispatcher.settle(FleetState(offline_after_s=10.0))
+    assert bench.dispatcher.in_flight == {}
+    assert bench.dispatcher.journal[-1].state == "timed_out"
+    assert bench.metric("orchestrator_switches_total", result="timeout") == 1.0
+
+
+async def test_a_rolled_back_switch_is_not_ordered_again_during_the_cooldown(bench: Bench) -> None:
+    plan = one_switch("rig:2", "mine:kawpow")
+    await bench.dispatcher.dispatch(plan, generation=1, uuids={})
+    await eventually(lambda: bench.received, what="the command")
+    await bench.answer(bench.received[0], "rolled_back", "miner showed no hashrate in 120 s")
+    await eventually(lambda: not bench.dispatcher.in_flight, what="the failure")
+    assert bench.dispatcher.journal[-1].outcome == "miner showed no hashrate in 120 s"
+    assert bench.metric("orchestrator_switches_total", result="rolled_back") == 1.0
+    assert await bench.dispatcher.dispatch(plan, generation=2, uuids={}) == []
+    other = await bench.dispatcher.dispatch(one_switch("rig:2", "ai:acme"), generation=2, uuids={})
+    assert [r.workload for r in other] == ["ai:acme"]
+    bench.clock.now_s += 901.0
+    again = await bench.dispatcher.dispatch(plan, generation=3, uuids={})
+    assert [r.workload for r in again] == ["mine:kawpow"]
+
+
+async def test_events_for_unknown_commands_and_garbage_are_counted_and_dropped(
+    bench: Bench,
+) -> None:
+    assert await bench.agent.publish(TOPICS.events("rig"), b"{not json", qos=1)
+    stray = SwitchCommand(
+        command_id="f" * 32,
+        generation=1,
+        node="rig",
+        gpu_index=0,
+        workload="idle",
+        issued_at_s=0.0,
+        expires_at_s=1.0,
+    )
+    await bench.answer(stray, "done")
+    await eventually(
+        lambda: bench.metric("orchestrator_events_dropped_total", reason="unknown_command") == 1.0,
+        what="the stray event",
+    )
+    await eventually(
+        lambda: bench.metric("orchestrator_events_dropped_total", reason="malformed") == 1.0,
+        what="the garbage event",
+    )
