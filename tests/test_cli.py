@@ -135,6 +135,9 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
         state = _wait_for_gpus(url, 32, process, timeout_s=7)
         assert state["summary"]["nodes_online"] == 4
         assert {n["node"] for n in state["nodes"]} == {f"node-0{i}" for i in range(1, 5)}
+        with urllib.request.urlopen(f"{url}/api/v1/sla", timeout=2) as response:  # noqa: S310
+            sla = json.load(response)
+        assert [entry["contract"] for entry in sla["current"]] == ["acme"]
         output, _ = process.communicate(timeout=20)
     finally:
         if process.poll() is None:

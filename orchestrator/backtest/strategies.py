@@ -70,6 +70,7 @@ from orchestrator.policy.planner import plan
 _INTEGRALITY = 1e-7
 _FEASIBILITY_W = 1e-6
 _INF = highspy.kHighsInf
+TIE_BREAK_USD_PER_GPU_HOUR = 1e-6
 # Exact optimum, one thread (deterministic), quiet.
 _HIGHS_OPTIONS: dict[str, bool | float | int] = {
     "output_flag": False,
@@ -202,10 +203,19 @@ class _PerStepBest:
             for c in classes
         ]
         market = scenario.markets[step]
+        # Baselines break ties toward what runs now (see `best_counts`), so what runs now
+        # is part of the key; the hindsight bound switches for free and needs no tie-break.
+        running: tuple[tuple[str, ...], ...] = ()
+        if not self._free_switching:
+            running = tuple(
+                tuple(sorted(w for w, gpus in m.items() if w is not None and gpus))
+                for m in self._members
+            )
         key = (
             tuple(sorted(market.hashprice_usd_per_hs_day.items())),
             market.power_price_usd_per_kwh,
             scenario.owed_reserved[step] if self._owed else scenario.active_reserved[step],
+            running,
         )
         counts = self._cache.get(key)
         if counts is None:
@@ -216,6 +226,7 @@ class _PerStepBest:
                 options,
                 hard_reserved=self._hard_reserved,
                 owed=self._owed,
+                running=[set(r) for r in running] if running else None,
             )
         moves: list[tuple[int, str]] = []
         for k, cls_options in enumerate(options):
@@ -316,6 +327,7 @@ def best_counts(
     *,
     hard_reserved: bool,
     owed: bool = True,
+    running: Sequence[set[str]] | None = None,
 ) -> list[list[int]]:
     """Counts per class and option maximising `engine.step_value_usd` under the power cap.
 
@@ -323,6 +335,11 @@ def best_counts(
     (0..ceiling) paying rate + penalty, with s <= GPUs on the contract; the constant
     -penalty x commitment is left out. With `hard_reserved`, s >= commitment where that
     is feasible (else the commitment becomes soft, as the planner does).
+
+    `running` (per class, the workloads its GPUs run now) adds TIE_BREAK_USD_PER_GPU_HOUR
+    to those options, so that among equally good answers the one moving fewer GPUs wins;
+    without it, HiGHS may answer a tie differently from step to step and a baseline would
+    pay downtime for nothing.
     """
     price_kwh = scenario.markets[step].power_price_usd_per_kwh
     terms = contract_terms(scenario, step, owed=owed)
@@ -346,9 +363,11 @@ def best_counts(
         contract_rows = {c: lp.row(-_INF, 0.0) for c in contract_ids}
         power_row = lp.row(-_INF, cap_w + _FEASIBILITY_W) if cap_w is not None else -1
         for k, row in enumerate(rates):
-            for r in row:
+            for j, r in enumerate(row):
                 assert r is not None  # options were filtered on it  # noqa: S101
                 own = r.own_revenue_usd_per_hour - power_cost_usd_per_hour(r.power_w, price_kwh)
+                if running is not None and options[k][j] in running[k]:
+                    own += TIE_BREAK_USD_PER_GPU_HOUR
                 entries = [(class_rows[k], 1.0), (power_row, r.power_w)]
                 if r.paid_by is not None:
                     entries.append((contract_rows[r.paid_by], -1.0))

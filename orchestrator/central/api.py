@@ -110,6 +110,19 @@ async def current_plan(request: web.Request) -> web.Response:
     return web.json_response(plan_json(loop.last, loop.dispatcher.recent(50)))
 
 
+async def sla(request: web.Request) -> web.Response:
+    loop = request.app[POLICY_KEY]
+    now_s = request.app[CLOCK_KEY]()
+    current = [entry.to_json() for entry in loop.ledger.current(now_s)]
+    history = [
+        entry.to_json()
+        for entry in sorted(loop.ledger.entries.values(), key=lambda e: e.period_start_s)
+    ]
+    return web.json_response(
+        {"billing_period": loop.ledger.period, "current": current, "history": history}
+    )
+
+
 async def explain(request: web.Request) -> web.Response:
     loop = request.app[POLICY_KEY]
     name = request.match_info["gpu"]
@@ -152,5 +165,6 @@ def build_app(
     app.router.add_get("/metrics", metrics_handler(registry))
     app.router.add_get("/api/v1/state", state)
     app.router.add_get("/api/v1/plan", current_plan)
+    app.router.add_get("/api/v1/sla", sla)
     app.router.add_get("/api/v1/gpus/{gpu}/explain", explain)
     return app

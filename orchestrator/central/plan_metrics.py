@@ -18,7 +18,6 @@ from prometheus_client.registry import Collector
 
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.policy_loop import PolicyLoop
-from orchestrator.policy.model import ai_workload
 
 _GPU_LABELS = ["gpu", "UUID", "modelName", "Hostname", "workload"]
 
@@ -56,16 +55,48 @@ class PlanCollector(Collector):
             target.add_metric([contract.id], contract.availability_target_fraction)
         for on_demand in contracts.on_demand:
             rates.add_metric([on_demand.id, "on_demand"], on_demand.rate_usd_per_gpu_hour)
-        reported: dict[str, int] = defaultdict(int)
-        for view in self.fleet.gpus():
-            reported[view.workload] += 1
+        counts = self.loop.serving()
         for contract in contracts.reserved:
-            serving.add_metric([contract.id], float(reported.get(ai_workload(contract.id), 0)))
+            serving.add_metric([contract.id], float(counts.get(contract.id, 0)))
         yield rates
         yield committed
         yield target
         yield serving
+        yield from self._ledger_families()
         yield from self._plan_families()
+
+    def _ledger_families(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["contract"]
+        owed = GaugeMetricFamily(
+            "orchestrator_sla_committed_gpu_hours",
+            "GPU-hours committed so far in the current billing period",
+            labels=labels,
+        )
+        delivered = GaugeMetricFamily(
+            "orchestrator_sla_delivered_gpu_hours",
+            "GPU-hours delivered so far in the current billing period",
+            labels=labels,
+        )
+        availability = GaugeMetricFamily(
+            "orchestrator_sla_availability_ratio",
+            "Delivered / committed GPU-hours in the current billing period",
+            labels=labels,
+        )
+        penalty = GaugeMetricFamily(
+            "orchestrator_sla_penalty_usd",
+            "Penalty owed for the current billing period's shortfall",
+            labels=labels,
+        )
+        for entry in self.loop.ledger.current(self.loop.clock()):
+            owed.add_metric([entry.contract_id], entry.committed_gpu_hours)
+            delivered.add_metric([entry.contract_id], entry.delivered_gpu_hours)
+            penalty.add_metric([entry.contract_id], entry.penalty_usd)
+            if entry.availability_fraction is not None:
+                availability.add_metric([entry.contract_id], entry.availability_fraction)
+        yield owed
+        yield delivered
+        yield availability
+        yield penalty
 
     def _plan_families(self) -> Iterator[GaugeMetricFamily]:
         record = self.loop.last

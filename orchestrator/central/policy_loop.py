@@ -35,6 +35,7 @@ from orchestrator.policy.economics import significant_price_move
 from orchestrator.policy.feeds import MarketBook, MarketSnapshot
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
+from orchestrator.policy.sla_ledger import BillingPeriod, SlaLedger
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,8 @@ class PolicyLoop:
         contracts: ContractsSection,
         registry: CollectorRegistry,
         warmup_s: float,
+        billing_period: BillingPeriod = "month",
+        sla_accrual_interval_s: float = 5.0,
         tick_s: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -122,6 +125,8 @@ class PolicyLoop:
         self.tick_s = tick_s
         self.clock = clock
         self.observer = FleetObserver()
+        self.ledger = SlaLedger(policy.contracts.reserved, period=billing_period)
+        self.sla_accrual_interval_s = sla_accrual_interval_s
         self.overrides: dict[str, Override] = {}
         self.overrides_version = 0
         self.generation = 0
@@ -248,7 +253,22 @@ class PolicyLoop:
             log.warning("plan held", reason=reason, detail=message)
             self._held_reason = reason
 
+    def serving(self) -> dict[str, int]:
+        """GPUs online, healthy and reporting each AI contract's workload, by contract id."""
+        counts: dict[str, int] = {}
+        for view in self.fleet.gpus():
+            if view.workload.startswith("ai:") and view.state in ("ok", "degraded"):
+                contract = view.workload[3:]
+                counts[contract] = counts.get(contract, 0) + 1
+        return counts
+
+    def accrue_sla(self, now_s: float) -> None:
+        last_s = self.ledger.last_accrual_s
+        if last_s is None or now_s - last_s >= self.sla_accrual_interval_s:
+            self.ledger.accrue(now_s, self.serving())
+
     async def step(self) -> None:
+        self.accrue_sla(self.clock())
         trigger = self.due(self.clock())
         if trigger is not None:
             await self.plan_once(trigger)

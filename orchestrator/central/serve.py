@@ -91,6 +91,8 @@ class CentralDaemon:
             contracts=config.contracts,
             registry=self.registry,
             warmup_s=config.ingest.node_offline_after_s,
+            billing_period=config.sla.billing_period,
+            sla_accrual_interval_s=config.sla.accrual_interval_s,
             clock=clock,
         )
         self.registry.register(PlanCollector(self.policy, self.fleet))

@@ -7,7 +7,7 @@ sensible on one machine, so an empty file is a valid config; a site changes what
 from __future__ import annotations
 
 import socket
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -42,6 +42,13 @@ class DispatchSection(Section):
     command_ttl_s: float = Field(default=300.0, gt=0, le=86_400)
 
 
+class SlaSection(Section):
+    """How the SLA ledger accounts delivered against committed GPU-hours."""
+
+    billing_period: Literal["month", "week", "day"] = "month"  # UTC calendar periods
+    accrual_interval_s: float = Field(default=5.0, gt=0, le=600)
+
+
 class ServeConfig(Section):
     """`orchestrator serve -c FILE`."""
 
@@ -54,6 +61,7 @@ class ServeConfig(Section):
     contracts: ContractsSection = ContractsSection()
     planner: PlannerSection = PlannerSection()
     dispatch: DispatchSection = DispatchSection()
+    sla: SlaSection = SlaSection()
 
     @model_validator(mode="after")
     def _profile_ids_unique(self) -> Self:
@@ -84,6 +92,51 @@ class TelemetrySection(Section):
     interval_s: float = Field(default=1.0, ge=0.05, le=3600)
 
 
+class ExecutorSection(Section):
+    """`[executor]`: how the agent switches its GPUs (`orchestrator.agents.executor`)."""
+
+    # per-GPU state (current workload, driver handle, fencing generation, recent results),
+    # written before each action; the systemd unit's StateDirectory
+    state_dir: Path = Path("/var/lib/orchestrator/agent")
+    # the process driver's per-GPU workload logs; the systemd unit's LogsDirectory
+    log_dir: Path = Path("/var/log/orchestrator/agent")
+    # after a stop, NVML must show the GPU free (no compute process, memory released) within this
+    verify_free_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # "released": used memory at or below this (drivers reserve a few hundred MiB on an idle GPU)
+    verify_free_max_memory_mib: int = Field(default=1024, ge=0, le=1_048_576)
+    # switches running at once on this node (each GPU still switches one command at a time)
+    max_parallel_switches: int = Field(default=4, ge=1, le=64)
+    # finished command ids remembered for idempotent replies
+    remembered_results: int = Field(default=1000, ge=10, le=100_000)
+    # the sim driver's delays are multiplied by this (the demo: model loads in seconds)
+    sim_time_scale: float = Field(default=1.0, ge=0, le=100)
+
+
+class WatchdogSection(Section):
+    """`[watchdog]`: per-GPU supervision of what runs (`orchestrator.agents.watchdog`)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # a miner with 0 H/s, or an inference server failing readiness, this long is restarted
+    unhealthy_after_s: float = Field(default=30.0, ge=0, le=86_400)
+    # a miner whose accepted-share count has not moved this long is stalled
+    stall_s: float = Field(default=900.0, gt=0, le=86_400)
+    # this many restarts within window_s, and one more failure, quarantines the GPU
+    max_restarts: int = Field(default=3, ge=1, le=100)
+    window_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # delay before a restart: exponential with full jitter, reset after window_s without one
+    backoff_initial_s: float = Field(default=10.0, ge=0, le=3600)
+    backoff_max_s: float = Field(default=300.0, ge=0, le=86_400)
+    # POST /api/v1/gpus/{index}/clear-quarantine from another host than loopback
+    clear_quarantine_remote: bool = False
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Self:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+
 class AgentConfig(Section):
     """`orchestrator agent -c FILE`."""
 
@@ -93,5 +146,7 @@ class AgentConfig(Section):
     log: LogSection = LogSection()
     telemetry: TelemetrySection = TelemetrySection()
     gpu: GpuSection = GpuSection()
+    executor: ExecutorSection = ExecutorSection()
+    watchdog: WatchdogSection = WatchdogSection()
     # the workloads this node may run; a command names one of these ids, never a command line
     profiles: ProfileList = Field(default_factory=list)
