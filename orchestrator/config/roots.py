@@ -7,6 +7,7 @@ sensible on one machine, so an empty file is a valid config; a site changes what
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -106,8 +107,8 @@ class ExecutorSection(Section):
     verify_free_max_memory_mib: int = Field(default=1024, ge=0, le=1_048_576)
     # switches running at once on this node (each GPU still switches one command at a time)
     max_parallel_switches: int = Field(default=4, ge=1, le=64)
-    # finished command ids remembered for idempotent replies
-    remembered_results: int = Field(default=1000, ge=10, le=100_000)
+    # finished command ids remembered per GPU, for idempotent replies to a repeated command
+    remembered_results_per_gpu: int = Field(default=100, ge=1, le=10_000)
     # the sim driver's delays are multiplied by this (the demo: model loads in seconds)
     sim_time_scale: float = Field(default=1.0, ge=0, le=100)
 
