@@ -61,7 +61,7 @@ def test_scrape_config_passes_promtool_check() -> None:
 
 def test_rule_unit_tests_pass() -> None:
     assert RULE_TESTS, "no promtool unit tests found"
-    result = _promtool("test", "rules", *(str(path.name) for path in RULE_TESTS))
+    result = _promtool("test", "rules", *(f"tests/{path.name}" for path in RULE_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS)
 
