@@ -16,8 +16,11 @@ plan generation, which agents use to refuse anything older than what they acted 
 A switch that failed (rolled back, failed, refused) is not ordered again for the same GPU
 and target during `failure_cooldown_s`: a broken miner must not be retried every plan.
 
-The journal is in memory for now (the newest `journal_size` records); the persistence
-issue moves it into SQLite, written before each publish.
+Persistence: with a store, every command is written as `publishing` (with the rest of
+its plan, in one transaction, by the policy loop) before it is published, and each change
+of state after that is written as it happens. On start, `restore` puts the store's open
+commands back in flight, unacknowledged, so they are re-sent with their original ids: a
+daemon killed mid-switch neither forgets nor duplicates a switch.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from orchestrator.central.fleet import FleetState
+from orchestrator.central.store import CommandRecord, Store
 from orchestrator.domain import NodeStatus, gpu_key, workload_kind
 from orchestrator.errors import PayloadError
 from orchestrator.mqtt import MqttLink
@@ -51,44 +55,6 @@ _FINAL_STATES = {"done", "failed", "rolled_back", "refused"}
 _FAILED_STATES = {"failed", "rolled_back", "refused"}
 
 
-@dataclass(frozen=True, slots=True)
-class CommandRecord:
-    command_id: str
-    generation: int
-    gpu: str
-    workload: str
-    previous: str | None
-    reason: str
-    issued_at_s: float
-    expires_at_s: float
-    # in_flight | unsent | done | failed | rolled_back | refused | timed_out | superseded
-    state: str
-    payload: bytes = b""
-    acked: bool = False
-    attempts: int = 1
-    next_retry_s: float = 0.0
-    step: str | None = None
-    outcome: str = ""
-    finished_at_s: float | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "command_id": self.command_id,
-            "generation": self.generation,
-            "gpu": self.gpu,
-            "workload": self.workload,
-            "previous": self.previous,
-            "reason": self.reason,
-            "issued_at_s": self.issued_at_s,
-            "state": self.state,
-            "acked": self.acked,
-            "attempts": self.attempts,
-            "step": self.step,
-            "outcome": self.outcome,
-            "finished_at_s": self.finished_at_s,
-        }
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -103,8 +69,10 @@ class Dispatcher:
         failure_cooldown_s: float = 900.0,
         clock: Callable[[], float] = time.time,
         journal_size: int = 1000,
+        store: Store | None = None,
     ) -> None:
         self.link = link
+        self.store = store
         self.topics = topics
         self.clock = clock
         self.command_timeout_s = command_timeout_s
@@ -192,7 +160,10 @@ class Dispatcher:
                     reason=event.reason,
                 )
             return
-        self.in_flight[command.gpu] = replace(command, acked=True, step=event.step or command.step)
+        updated = replace(command, acked=True, step=event.step or command.step)
+        self.in_flight[command.gpu] = updated
+        if not command.acked:
+            self._save(updated)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -226,9 +197,9 @@ class Dispatcher:
             node = key.rpartition(":")[0]
             sent = await self.link.publish(self.topics.commands(node), command.payload, qos=1)
             delay_s = min(self.ack_timeout_max_s, self.ack_timeout_s * 2**command.attempts)
-            self.in_flight[key] = replace(
-                command, attempts=command.attempts + 1, next_retry_s=now_s + delay_s
-            )
+            updated = replace(command, attempts=command.attempts + 1, next_retry_s=now_s + delay_s)
+            self.in_flight[key] = updated
+            self._save(updated)
             self.published.labels("retried" if sent else "unsent").inc()
             retried += 1
         return retried
@@ -237,9 +208,26 @@ class Dispatcher:
         command = self.in_flight.pop(key)
         self.by_id.pop(command.command_id, None)
         self.finished.labels(_RESULT_LABEL.get(state, state)).inc()
-        self.journal.append(
-            replace(command, state=state, finished_at_s=now_s, outcome=outcome, payload=b"")
-        )
+        finished = replace(command, state=state, finished_at_s=now_s, outcome=outcome)
+        self._save(finished)
+        self.journal.append(replace(finished, payload=b""))
+
+    def _save(self, record: CommandRecord) -> None:
+        if self.store is not None:
+            self.store.update_command(record)
+
+    def restore(self, open_commands: list[CommandRecord]) -> None:
+        """Put a previous run's open commands back in flight, to be re-sent as they were."""
+        for command in open_commands:
+            restored = replace(command, state="in_flight", acked=False, next_retry_s=0.0)
+            previous = self.in_flight.get(command.gpu)
+            if previous is not None:
+                self._finish(command.gpu, "superseded", self.clock(), outcome="newer command")
+            self.in_flight[command.gpu] = restored
+            self.by_id[command.command_id] = command.gpu
+            self._save(restored)
+        if open_commands:
+            log.info("switch commands restored from the store", count=len(open_commands))
 
     # ------------------------------------------------------------------ commands out
 
@@ -252,11 +240,13 @@ class Dispatcher:
             return False
         return True
 
-    async def dispatch(
+    def prepare(
         self, plan: Plan, *, generation: int, uuids: Mapping[str, str]
     ) -> list[CommandRecord]:
-        """Publish a command for every changed assignment; return what was recorded."""
-        issued: list[CommandRecord] = []
+        """The commands a plan needs (state `publishing`): changed GPUs not already heading
+        there nor cooling down after a failed attempt. Supersedes in-flight commands whose
+        target the plan changed."""
+        records: list[CommandRecord] = []
         now_s = self.clock()
         for key, assignment in plan.assignments.items():
             target = assignment.workload
@@ -269,73 +259,67 @@ class Dispatcher:
                 self._finish(key, "superseded", now_s, outcome=f"replaced by a switch to {target}")
             if self.cooling_down(key, target, now_s):
                 continue
-            record = await self._publish(
-                key,
-                target,
-                assignment.previous,
-                assignment.reason,
+            node, _, index = key.rpartition(":")
+            command = SwitchCommand(
+                command_id=uuid.uuid4().hex,
                 generation=generation,
-                uuid_=uuids.get(key),
-                now_s=now_s,
+                node=node,
+                gpu_index=int(index),
+                gpu_uuid=uuids.get(key),
+                workload=target,
+                previous_workload=assignment.previous,
+                issued_at_s=now_s,
+                expires_at_s=now_s + self.command_ttl_s,
+                reason=assignment.reason[:500],
             )
-            issued.append(record)
-        return issued
+            records.append(
+                CommandRecord(
+                    command_id=command.command_id,
+                    generation=generation,
+                    gpu=key,
+                    workload=target,
+                    previous=assignment.previous,
+                    reason=assignment.reason,
+                    issued_at_s=now_s,
+                    expires_at_s=command.expires_at_s,
+                    state="publishing",
+                    payload=encode(command),
+                    next_retry_s=now_s + self.ack_timeout_s,
+                )
+            )
+        return records
 
-    async def _publish(
-        self,
-        key: str,
-        target: str,
-        previous: str | None,
-        reason: str,
-        *,
-        generation: int,
-        uuid_: str | None,
-        now_s: float,
-    ) -> CommandRecord:
-        node, _, index = key.rpartition(":")
-        command = SwitchCommand(
-            command_id=uuid.uuid4().hex,
-            generation=generation,
-            node=node,
-            gpu_index=int(index),
-            gpu_uuid=uuid_,
-            workload=target,
-            previous_workload=previous,
-            issued_at_s=now_s,
-            expires_at_s=now_s + self.command_ttl_s,
-            reason=reason[:500],
-        )
-        payload = encode(command)
-        sent = await self.link.publish(self.topics.commands(node), payload, qos=1)
-        record = CommandRecord(
-            command_id=command.command_id,
-            generation=generation,
-            gpu=key,
-            workload=target,
-            previous=previous,
-            reason=reason,
-            issued_at_s=now_s,
-            expires_at_s=command.expires_at_s,
-            state="in_flight" if sent else "unsent",
-            payload=payload,
-            next_retry_s=now_s + self.ack_timeout_s,
-        )
-        self.published.labels("sent" if sent else "unsent").inc()
-        if sent:
-            self.planned.labels(workload_kind(target).value).inc()
-            self.in_flight[key] = record
-            self.by_id[record.command_id] = key
-        else:
-            self.journal.append(replace(record, payload=b""))
-        log.info(
-            "switch ordered" if sent else "switch not sent: broker unavailable",
-            gpu=key,
-            workload=target,
-            previous=previous,
-            generation=generation,
-            command_id=command.command_id,
-        )
-        return record
+    async def publish(self, records: list[CommandRecord]) -> list[CommandRecord]:
+        """Publish prepared commands; each becomes in flight, or unsent without a broker."""
+        published: list[CommandRecord] = []
+        for prepared in records:
+            node = prepared.gpu.rpartition(":")[0]
+            sent = await self.link.publish(self.topics.commands(node), prepared.payload, qos=1)
+            record = replace(prepared, state="in_flight" if sent else "unsent")
+            self.published.labels("sent" if sent else "unsent").inc()
+            if sent:
+                self.planned.labels(workload_kind(record.workload).value).inc()
+                self.in_flight[record.gpu] = record
+                self.by_id[record.command_id] = record.gpu
+            else:
+                self.journal.append(replace(record, payload=b""))
+            self._save(record)
+            published.append(record)
+            log.info(
+                "switch ordered" if sent else "switch not sent: broker unavailable",
+                gpu=record.gpu,
+                workload=record.workload,
+                previous=record.previous,
+                generation=record.generation,
+                command_id=record.command_id,
+            )
+        return published
+
+    async def dispatch(
+        self, plan: Plan, *, generation: int, uuids: Mapping[str, str]
+    ) -> list[CommandRecord]:
+        """`prepare` and `publish` in one go, for callers without a store to write first."""
+        return await self.publish(self.prepare(plan, generation=generation, uuids=uuids))
 
     def recent(self, limit: int = 100) -> list[CommandRecord]:
         """The newest records first: in-flight commands, then the journal."""

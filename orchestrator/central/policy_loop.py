@@ -22,17 +22,18 @@ import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from orchestrator.central.dispatch import CommandRecord, Dispatcher
+from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
+from orchestrator.central.store import CommandRecord, Store
 from orchestrator.config.policy import ContractsSection, contract_problems
 from orchestrator.policy.economics import significant_price_move
-from orchestrator.policy.feeds import MarketBook, MarketSnapshot
+from orchestrator.policy.feeds import MarketBook, MarketSnapshot, Provenance, Quote, QuoteKind
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
 from orchestrator.policy.sla_ledger import BillingPeriod, SlaLedger
@@ -89,6 +90,23 @@ class _Metrics:
         )
 
 
+def _summary(result: Plan) -> dict[str, object]:
+    """What a plan generation is remembered by (per-GPU detail lives in the commands)."""
+    return {
+        "objective_usd_per_hour": round(result.objective_usd_per_hour, 6),
+        "total_power_w": round(result.total_power_w, 1),
+        "switches": result.switches,
+        "problems": list(result.problems),
+        "sla": [
+            {"contract": s.contract_id, "assigned": s.assigned_gpus, "shortfall": s.shortfall_gpus}
+            for s in result.sla
+        ],
+        "workloads": dict(
+            sorted(Tally(a.workload or "unknown" for a in result.assignments.values()).items())
+        ),
+    }
+
+
 def market_of(snapshot: MarketSnapshot, algorithms: set[str]) -> Market | None:
     """The planner's market, or None without a power price (then nothing may be planned)."""
     if snapshot.power_price_usd_per_kwh is None:
@@ -115,7 +133,9 @@ class PolicyLoop:
         sla_accrual_interval_s: float = 5.0,
         tick_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        store: Store | None = None,
     ) -> None:
+        self.store = store
         self.fleet = fleet
         self.book = book
         self.dispatcher = dispatcher
@@ -207,7 +227,19 @@ class PolicyLoop:
         duration_s = time.perf_counter() - started
         self.generation += 1
         uuids = {g.key: g.uuid for g in gpus}
-        commands = await self.dispatcher.dispatch(result, generation=self.generation, uuids=uuids)
+        prepared = self.dispatcher.prepare(result, generation=self.generation, uuids=uuids)
+        if self.store is not None:
+            # written before anything is published: a crash from here on forgets nothing
+            self.store.record_plan(
+                generation=self.generation,
+                at_s=now_s,
+                trigger=trigger,
+                net_usd_per_hour=result.net_usd_per_hour,
+                commands=prepared,
+                summary=_summary(result),
+            )
+            self._save_quotes(snapshot)
+        commands = await self.dispatcher.publish(prepared)
         problems = self._contract_problems(gpus, result)
         self.last = PlanRecord(
             generation=self.generation,
@@ -238,6 +270,67 @@ class PolicyLoop:
         )
         return self.last
 
+    def restore(self) -> None:
+        """Load what a previous run left: generation, overrides, open commands, ledger, prices."""
+        if self.store is None:
+            return
+        store = self.store
+        now_s = self.clock()
+        self.generation = store.last_generation()
+        for row in store.live_overrides(now_s):
+            self.overrides[row.gpu] = Override(
+                gpu_key=row.gpu,
+                workload=row.workload,
+                by=row.actor,
+                until_s=row.expires_at_s,
+                note=row.reason,
+            )
+        self.dispatcher.restore(store.open_commands())
+        rows, last_accrual_s = store.load_ledger()
+        by_id = {c.id: c for c in self.policy.contracts.reserved}
+        for contract_id, start_s, committed, delivered in rows:
+            contract = by_id.get(contract_id)
+            if contract is not None:
+                entry = self.ledger.entry(contract, start_s)
+                entry.committed_gpu_hours = committed
+                entry.delivered_gpu_hours = delivered
+        self.ledger.last_accrual_s = last_accrual_s
+        restored = 0
+        for key, _source, kind, value, fetched_at_s, staleness_s, provenance in store.load_quotes():
+            if now_s - fetched_at_s > staleness_s:
+                continue
+            quote = Quote(
+                kind=QuoteKind(kind),
+                key=key,
+                value=value,
+                provenance=Provenance(**provenance),
+                staleness_s=staleness_s,
+            )
+            restored += self.book.offer(quote, fetched_at_s) is None
+        log.info(
+            "state restored",
+            generation=self.generation,
+            overrides=len(self.overrides),
+            open_commands=len(self.dispatcher.in_flight),
+            ledger_entries=len(rows),
+            quotes=restored,
+        )
+
+    def _save_quotes(self, snapshot: MarketSnapshot) -> None:
+        assert self.store is not None  # noqa: S101
+        self.store.save_quotes(
+            (
+                q.key,
+                q.source,
+                q.kind.value,
+                q.value,
+                q.provenance.fetched_at_s,
+                q.staleness_s,
+                asdict(q.provenance),
+            )
+            for q in snapshot.quotes.values()
+        )
+
     def _contract_problems(self, gpus: list[GpuState], result: Plan) -> tuple[str, ...]:
         models = Tally(g.model for g in gpus)
         problems = (*contract_problems(self.contracts_section, dict(models)), *result.problems)
@@ -266,6 +359,19 @@ class PolicyLoop:
         last_s = self.ledger.last_accrual_s
         if last_s is None or now_s - last_s >= self.sla_accrual_interval_s:
             self.ledger.accrue(now_s, self.serving())
+            if self.store is not None:
+                self.store.save_ledger(
+                    (
+                        (
+                            e.contract_id,
+                            e.period_start_s,
+                            e.committed_gpu_hours,
+                            e.delivered_gpu_hours,
+                        )
+                        for e in self.ledger.current(now_s)
+                    ),
+                    self.ledger.last_accrual_s,
+                )
 
     async def step(self) -> None:
         self.accrue_sla(self.clock())

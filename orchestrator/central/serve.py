@@ -24,6 +24,7 @@ from orchestrator.central.ingest import Ingest
 from orchestrator.central.metrics import FleetCollector
 from orchestrator.central.plan_metrics import PlanCollector
 from orchestrator.central.policy_loop import PolicyLoop
+from orchestrator.central.store import Store
 from orchestrator.config import ServeConfig
 from orchestrator.config.common import resolve_secret
 from orchestrator.httpserver import HttpListener, start_http
@@ -73,6 +74,7 @@ class CentralDaemon:
             ],
             on_message=self.ingest.handle,
         )
+        self.store = Store(config.store.path)
         self.book = build_book(config.market)
         self.feed_metrics = FeedMetrics(self.registry, book=self.book, clock=clock)
         self.dispatcher = Dispatcher(
@@ -82,6 +84,7 @@ class CentralDaemon:
             command_timeout_s=config.dispatch.command_timeout_s,
             command_ttl_s=config.dispatch.command_ttl_s,
             clock=clock,
+            store=self.store,
         )
         self.policy = PolicyLoop(
             fleet=self.fleet,
@@ -94,6 +97,7 @@ class CentralDaemon:
             billing_period=config.sla.billing_period,
             sla_accrual_interval_s=config.sla.accrual_interval_s,
             clock=clock,
+            store=self.store,
         )
         self.registry.register(PlanCollector(self.policy, self.fleet))
         self.ingest.extra_handlers["events"] = self.dispatcher.on_event
@@ -120,6 +124,7 @@ class CentralDaemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.fleet.started_at_s = self.clock()
+        self.policy.restore()
         self.state_loaded = True
         app = build_app(
             fleet=self.fleet,
@@ -164,4 +169,5 @@ class CentralDaemon:
         finally:
             await session.close()
             await self.http.stop()
+            self.store.close()
             log.info("serve stopped")

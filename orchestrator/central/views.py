@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.central.dispatch import CommandRecord
 from orchestrator.central.policy_loop import PlanRecord
+from orchestrator.central.store import CommandRecord
 from orchestrator.policy.feeds import Quote
 
 

@@ -50,6 +50,12 @@ class SlaSection(Section):
     accrual_interval_s: float = Field(default=5.0, gt=0, le=600)
 
 
+class StoreSection(Section):
+    """Where `serve` keeps overrides, the switch journal, the SLA ledger and prices."""
+
+    path: Path = Path("/var/lib/orchestrator/serve.sqlite3")
+
+
 class ServeConfig(Section):
     """`orchestrator serve -c FILE`."""
 
@@ -63,6 +69,7 @@ class ServeConfig(Section):
     planner: PlannerSection = PlannerSection()
     dispatch: DispatchSection = DispatchSection()
     sla: SlaSection = SlaSection()
+    store: StoreSection = StoreSection()
 
     @model_validator(mode="after")
     def _profile_ids_unique(self) -> Self:

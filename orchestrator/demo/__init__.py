@@ -112,7 +112,7 @@ class DemoOptions:
 
 
 def demo_configs(
-    options: DemoOptions, *, broker_port: int, http_port: int
+    options: DemoOptions, *, broker_port: int, http_port: int, state_dir: Path
 ) -> tuple[ServeConfig, list[AgentConfig]]:
     mqtt = {"host": "127.0.0.1", "port": broker_port, "site": "demo"}
     serve = parse_config(
@@ -120,6 +120,7 @@ def demo_configs(
             "mqtt": {**mqtt, "client_id": "demo-serve"},
             "http": {"host": options.http_host, "port": http_port},
             "ingest": {"node_offline_after_s": max(3.0, 3 * options.telemetry_interval_s)},
+            "store": {"path": str(state_dir / "serve.sqlite3")},
             **DEMO_POLICY,
         },
         "serve",
@@ -168,7 +169,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         await broker.start()
         log.info("broker started", kind=broker.kind, address=f"{broker.host}:{broker.port}")
         serve_config, agent_configs = demo_configs(
-            options, broker_port=broker.port, http_port=_pick_http_port(options)
+            options,
+            broker_port=broker.port,
+            http_port=_pick_http_port(options),
+            state_dir=Path(tmp),
         )
         central = CentralDaemon(serve_config)
         agents = [NodeAgent(config) for config in agent_configs]

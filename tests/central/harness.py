@@ -30,6 +30,7 @@ def serve_config(broker: MosquittoBroker, **sections: Any) -> ServeConfig:
         "mqtt": mqtt_section(broker, client_id="test-serve"),
         "http": {"host": "127.0.0.1", "port": 0},
         "ingest": {"node_offline_after_s": 30.0, "staleness_check_interval_s": 0.1},
+        "store": {"path": str(broker.workdir.parent / "serve.sqlite3")},
     }
     document.update(sections)
     return parse_config(document, "serve", source="<test>")

@@ -1,0 +1,453 @@
+"""The store: SQLite in WAL mode, the central daemon's memory across restarts.
+
+What it keeps: operators' overrides and the audit log of every change to them, plan
+generations, the switch journal (every command: when, why, result), the SLA ledger, and
+the last good market quotes. Each record is written before the action it records: a
+command row is committed as `publishing` before the command goes to the broker, so a
+daemon killed at any moment finds on restart every command that might have gone out.
+
+Durability: WAL with `synchronous=FULL`, one short transaction per event (a whole plan's
+commands are one transaction). Schema migrations are numbered steps applied in order,
+recorded in `PRAGMA user_version`; a database newer than this code is refused rather
+than guessed at. The store is synchronous and cheap (milliseconds); the daemon calls it
+from the event loop between awaits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import PermanentError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE overrides (
+        id TEXT PRIMARY KEY,
+        gpu TEXT NOT NULL,
+        workload TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at_s REAL NOT NULL,
+        expires_at_s REAL,
+        deleted_at_s REAL,
+        deleted_by TEXT
+    );
+    CREATE INDEX overrides_live ON overrides (deleted_at_s);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_s REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE plans (
+        generation INTEGER PRIMARY KEY,
+        at_s REAL NOT NULL,
+        trigger TEXT NOT NULL,
+        net_usd_per_hour REAL NOT NULL,
+        switches INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        gpu TEXT NOT NULL,
+        workload TEXT NOT NULL,
+        previous TEXT,
+        reason TEXT NOT NULL,
+        issued_at_s REAL NOT NULL,
+        expires_at_s REAL NOT NULL,
+        state TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        outcome TEXT NOT NULL DEFAULT '',
+        finished_at_s REAL
+    );
+    CREATE INDEX commands_open ON commands (state);
+    CREATE TABLE sla_ledger (
+        contract TEXT NOT NULL,
+        period_start_s REAL NOT NULL,
+        committed_gpu_hours REAL NOT NULL,
+        delivered_gpu_hours REAL NOT NULL,
+        PRIMARY KEY (contract, period_start_s)
+    );
+    CREATE TABLE market_quotes (
+        key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value REAL NOT NULL,
+        fetched_at_s REAL NOT NULL,
+        staleness_s REAL NOT NULL,
+        provenance TEXT NOT NULL,
+        PRIMARY KEY (key, source)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+
+OPEN_COMMAND_STATES = ("publishing", "in_flight")
+
+# key, source, kind, value, fetched_at_s, staleness_s, provenance
+QuoteRow = tuple[str, str, str, float, float, float, dict[str, Any]]
+
+
+class StoreError(PermanentError):
+    """The database cannot be used (newer schema, corrupt file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRow:
+    id: str
+    gpu: str
+    workload: str
+    reason: str
+    actor: str
+    created_at_s: float
+    expires_at_s: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "gpu": self.gpu,
+            "workload": self.workload,
+            "reason": self.reason,
+            "by": self.actor,
+            "created_at_s": self.created_at_s,
+            "expires_at_s": self.expires_at_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """One switch command, from its planning to its end; a row of the journal."""
+
+    command_id: str
+    generation: int
+    gpu: str
+    workload: str
+    previous: str | None
+    reason: str
+    issued_at_s: float
+    expires_at_s: float
+    # publishing | in_flight | unsent | done | failed | rolled_back | refused | timed_out
+    # | superseded
+    state: str
+    payload: bytes = b""
+    acked: bool = False
+    attempts: int = 1
+    outcome: str = ""
+    finished_at_s: float | None = None
+    next_retry_s: float = 0.0  # not stored: a restart retries at once
+    step: str | None = None  # not stored
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "command_id": self.command_id,
+            "generation": self.generation,
+            "gpu": self.gpu,
+            "workload": self.workload,
+            "previous": self.previous,
+            "reason": self.reason,
+            "issued_at_s": self.issued_at_s,
+            "state": self.state,
+            "acked": self.acked,
+            "attempts": self.attempts,
+            "step": self.step,
+            "outcome": self.outcome,
+            "finished_at_s": self.finished_at_s,
+        }
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot use the store {path}: {error}") from error
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def schema_version(self) -> int:
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"the store {self.path} has schema {current}, newer than this version "
+                f"understands ({len(MIGRATIONS)}): upgrade the orchestrator"
+            )
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ overrides + audit
+
+    def add_override(self, row: OverrideRow, *, audit_detail: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO overrides (id, gpu, workload, reason, actor, created_at_s,"
+                " expires_at_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.gpu,
+                    row.workload,
+                    row.reason,
+                    row.actor,
+                    row.created_at_s,
+                    row.expires_at_s,
+                ),
+            )
+            self._audit(db, row.created_at_s, row.actor, "override.create", audit_detail)
+
+    def delete_override(self, override_id: str, *, actor: str, at_s: float) -> OverrideRow | None:
+        with self.transaction() as db:
+            found = self._override(db, override_id)
+            if found is None:
+                return None
+            db.execute(
+                "UPDATE overrides SET deleted_at_s = ?, deleted_by = ? WHERE id = ?",
+                (at_s, actor, override_id),
+            )
+            self._audit(db, at_s, actor, "override.delete", found.to_json())
+            return found
+
+    def live_overrides(self, now_s: float) -> list[OverrideRow]:
+        rows = self.db.execute(
+            "SELECT id, gpu, workload, reason, actor, created_at_s, expires_at_s FROM overrides"
+            " WHERE deleted_at_s IS NULL AND (expires_at_s IS NULL OR expires_at_s > ?)"
+            " ORDER BY created_at_s",
+            (now_s,),
+        ).fetchall()
+        return [OverrideRow(*row) for row in rows]
+
+    def _override(self, db: sqlite3.Connection, override_id: str) -> OverrideRow | None:
+        row = db.execute(
+            "SELECT id, gpu, workload, reason, actor, created_at_s, expires_at_s FROM overrides"
+            " WHERE id = ? AND deleted_at_s IS NULL",
+            (override_id,),
+        ).fetchone()
+        return OverrideRow(*row) if row else None
+
+    def audit(self, at_s: float, actor: str, action: str, detail: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            self._audit(db, at_s, actor, action, detail)
+
+    @staticmethod
+    def _audit(
+        db: sqlite3.Connection, at_s: float, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (at_s, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (at_s, actor, action, json.dumps(detail, sort_keys=True)),
+        )
+
+    def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, at_s, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [
+            {"id": r[0], "at_s": r[1], "by": r[2], "action": r[3], "detail": json.loads(r[4])}
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ plans + commands
+
+    def record_plan(
+        self,
+        *,
+        generation: int,
+        at_s: float,
+        trigger: str,
+        net_usd_per_hour: float,
+        commands: Iterable[CommandRecord],
+        summary: dict[str, Any],
+    ) -> None:
+        """One transaction: the plan and its commands (state `publishing`), before any is sent."""
+        commands = list(commands)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO plans (generation, at_s, trigger, net_usd_per_hour,"
+                " switches, summary) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    generation,
+                    at_s,
+                    trigger,
+                    net_usd_per_hour,
+                    len(commands),
+                    json.dumps(summary, sort_keys=True),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO commands (command_id, generation, gpu, workload, previous, reason,"
+                " issued_at_s, expires_at_s, state, payload, acked, attempts, outcome,"
+                " finished_at_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_command_tuple(c) for c in commands],
+            )
+
+    def update_command(self, row: CommandRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE commands SET state = ?, acked = ?, attempts = ?, outcome = ?,"
+                " finished_at_s = ? WHERE command_id = ?",
+                (
+                    row.state,
+                    int(row.acked),
+                    row.attempts,
+                    row.outcome,
+                    row.finished_at_s,
+                    row.command_id,
+                ),
+            )
+
+    def open_commands(self) -> list[CommandRecord]:
+        rows = self.db.execute(
+            "SELECT command_id, generation, gpu, workload, previous, reason, issued_at_s,"
+            " expires_at_s, state, payload, acked, attempts, outcome, finished_at_s"
+            " FROM commands WHERE state IN (?, ?) ORDER BY issued_at_s",
+            OPEN_COMMAND_STATES,
+        ).fetchall()
+        return [_command_row(r) for r in rows]
+
+    def recent_commands(self, limit: int) -> list[CommandRecord]:
+        rows = self.db.execute(
+            "SELECT command_id, generation, gpu, workload, previous, reason, issued_at_s,"
+            " expires_at_s, state, payload, acked, attempts, outcome, finished_at_s"
+            " FROM commands ORDER BY issued_at_s DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_command_row(r) for r in rows]
+
+    def recent_plans(self, limit: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT generation, at_s, trigger, net_usd_per_hour, switches, summary FROM plans"
+            " ORDER BY generation DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {
+                "generation": r[0],
+                "at_s": r[1],
+                "trigger": r[2],
+                "net_usd_per_hour": r[3],
+                "switches": r[4],
+                "summary": json.loads(r[5]),
+            }
+            for r in rows
+        ]
+
+    def last_generation(self) -> int:
+        row = self.db.execute("SELECT MAX(generation) FROM plans").fetchone()
+        return int(row[0] or 0)
+
+    # ------------------------------------------------------------------ SLA ledger
+
+    def save_ledger(
+        self, rows: Iterable[tuple[str, float, float, float]], last_accrual_s: float | None
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO sla_ledger (contract, period_start_s,"
+                " committed_gpu_hours, delivered_gpu_hours) VALUES (?, ?, ?, ?)",
+                list(rows),
+            )
+            if last_accrual_s is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('sla_last_accrual_s', ?)",
+                    (repr(last_accrual_s),),
+                )
+
+    def load_ledger(self) -> tuple[list[tuple[str, float, float, float]], float | None]:
+        rows = self.db.execute(
+            "SELECT contract, period_start_s, committed_gpu_hours, delivered_gpu_hours"
+            " FROM sla_ledger"
+        ).fetchall()
+        meta = self.db.execute("SELECT value FROM meta WHERE key = 'sla_last_accrual_s'").fetchone()
+        return [tuple(r) for r in rows], (float(meta[0]) if meta else None)
+
+    # ------------------------------------------------------------------ market
+
+    def save_quotes(
+        self, quotes: Iterable[tuple[str, str, str, float, float, float, dict[str, Any]]]
+    ) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO market_quotes (key, source, kind, value, fetched_at_s,"
+                " staleness_s, provenance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*q[:6], json.dumps(q[6], sort_keys=True)) for q in quotes],
+            )
+
+    def load_quotes(self) -> list[QuoteRow]:
+        rows = self.db.execute(
+            "SELECT key, source, kind, value, fetched_at_s, staleness_s, provenance"
+            " FROM market_quotes"
+        ).fetchall()
+        return [(*r[:6], json.loads(r[6])) for r in rows]
+
+
+def _command_tuple(c: CommandRecord) -> tuple[Any, ...]:
+    return (
+        c.command_id,
+        c.generation,
+        c.gpu,
+        c.workload,
+        c.previous,
+        c.reason,
+        c.issued_at_s,
+        c.expires_at_s,
+        c.state,
+        c.payload,
+        int(c.acked),
+        c.attempts,
+        c.outcome,
+        c.finished_at_s,
+    )
+
+
+def _command_row(r: tuple[Any, ...]) -> CommandRecord:
+    return CommandRecord(
+        command_id=r[0],
+        generation=r[1],
+        gpu=r[2],
+        workload=r[3],
+        previous=r[4],
+        reason=r[5],
+        issued_at_s=r[6],
+        expires_at_s=r[7],
+        state=r[8],
+        payload=bytes(r[9]),
+        acked=bool(r[10]),
+        attempts=r[11],
+        outcome=r[12],
+        finished_at_s=r[13],
+    )
