@@ -121,7 +121,7 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
             "orchestrator",
             "demo",
             "--duration",
-            "8",
+            "15",
             "--http",
             f"127.0.0.1:{port}",
             "--broker",
@@ -132,7 +132,7 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
         text=True,
     )
     try:
-        state = _wait_for_gpus(url, 32, process, timeout_s=7)
+        state = _wait_for_gpus(url, 32, process, timeout_s=14)
         assert state["summary"]["nodes_online"] == 4
         assert {n["node"] for n in state["nodes"]} == {f"node-0{i}" for i in range(1, 5)}
         with urllib.request.urlopen(f"{url}/api/v1/sla", timeout=2) as response:  # noqa: S310

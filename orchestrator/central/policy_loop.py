@@ -160,12 +160,10 @@ class PolicyLoop:
         self._held_reason: str | None = None
         self._problems: tuple[str, ...] = ()
 
-    def set_override(self, override: Override) -> None:
-        self.overrides[override.gpu_key] = override
-        self.overrides_version += 1
-
-    def clear_override(self, gpu: str) -> None:
-        if self.overrides.pop(gpu, None) is not None:
+    def replace_overrides(self, overrides: dict[str, Override]) -> None:
+        """The operators' overrides by GPU; a change makes a plan due."""
+        if overrides != self.overrides:
+            self.overrides = overrides
             self.overrides_version += 1
 
     def due(self, now_s: float) -> str | None:
@@ -277,14 +275,6 @@ class PolicyLoop:
         store = self.store
         now_s = self.clock()
         self.generation = store.last_generation()
-        for row in store.live_overrides(now_s):
-            self.overrides[row.gpu] = Override(
-                gpu_key=row.gpu,
-                workload=row.workload,
-                by=row.actor,
-                until_s=row.expires_at_s,
-                note=row.reason,
-            )
         self.dispatcher.restore(store.open_commands())
         rows, last_accrual_s = store.load_ledger()
         by_id = {c.id: c for c in self.policy.contracts.reserved}
@@ -310,7 +300,6 @@ class PolicyLoop:
         log.info(
             "state restored",
             generation=self.generation,
-            overrides=len(self.overrides),
             open_commands=len(self.dispatcher.in_flight),
             ledger_entries=len(rows),
             quotes=restored,

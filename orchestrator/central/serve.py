@@ -18,10 +18,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from orchestrator.central.api import build_app
+from orchestrator.central.auth import TokenChecker
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
 from orchestrator.central.metrics import FleetCollector
+from orchestrator.central.overrides import OverrideService
 from orchestrator.central.plan_metrics import PlanCollector
 from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.central.store import Store
@@ -99,6 +101,8 @@ class CentralDaemon:
             clock=clock,
             store=self.store,
         )
+        self.overrides = OverrideService(loop=self.policy, store=self.store)
+        self.tokens = TokenChecker(config.http.tokens)
         self.registry.register(PlanCollector(self.policy, self.fleet))
         self.ingest.extra_handlers["events"] = self.dispatcher.on_event
         self.state_loaded = False
@@ -125,10 +129,13 @@ class CentralDaemon:
     async def run(self, stop: asyncio.Event) -> None:
         self.fleet.started_at_s = self.clock()
         self.policy.restore()
+        self.overrides.rebuild()
         self.state_loaded = True
         app = build_app(
             fleet=self.fleet,
             policy=self.policy,
+            overrides=self.overrides,
+            tokens=self.tokens,
             registry=self.registry,
             readiness=self.readiness,
             site=self.config.mqtt.site,

@@ -92,6 +92,16 @@ class LogSection(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class TokenSection(Section):
+    """An API token: its holder, role, and the SHA-256 of the token (never the token)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["viewer", "operator"]
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
 class HttpSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9850, ge=0, le=65535)
+    # bearer tokens for /api/v1 (serve only); `orchestrator token new` makes one
+    tokens: list[TokenSection] = Field(default_factory=list)
