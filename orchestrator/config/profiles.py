@@ -18,6 +18,11 @@ placeholder, or `{port}` without `api_port_base`, fails when the config is check
 
 Timeouts default by kind: an inference server loads its model for minutes, a miner starts in
 seconds. Mining-only fields (`algorithm`, `expected_hashrate_hs`) are rejected on AI profiles.
+
+Workload ids. A command names `mine:<profile id>`, `ai:<contract id>` or `idle`
+(`profile_for_workload`). `ai:<contract>` runs the AI profile whose `serves_contracts` lists the
+contract, else the AI profile whose id is the contract id; a contract listed by two profiles is
+rejected when the config is loaded, so the choice is never ambiguous.
 """
 
 from __future__ import annotations
@@ -172,10 +177,17 @@ class MinerHealthCheck(Section):
 
 class InferenceHealthCheck(Section):
     """AI health: the readiness endpoint of `server` at `url` (vLLM/TGI `/health`, Triton
-    `/v2/health/ready`, Ollama `/api/version`, or any URL answering 200 for `http`)."""
+    `/v2/health/ready`, Ollama `/api/version`, or any URL answering 200 for `http`).
+
+    `url` is the server's base (`http://127.0.0.1:{port}`: the server's own path is added) or a
+    full URL with a path (read as given). `metrics_url` is its Prometheus endpoint, read while
+    draining to see requests in flight; default `<url>/metrics` for vLLM and TGI (Triton serves
+    metrics on another port, 8002, so give it there).
+    """
 
     server: InferenceServer
     url: str = Field(min_length=1)
+    metrics_url: str | None = Field(default=None, min_length=1)
 
 
 class ProfileSection(Section):
@@ -198,6 +210,10 @@ class ProfileSection(Section):
 
     algorithm: str | None = Field(default=None, min_length=1)  # mining only
     expected_hashrate_hs: float | None = Field(default=None, gt=0)  # mining only
+    # AI only: the contracts this profile serves (`ai:<contract>` picks it)
+    serves_contracts: list[
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    ] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -228,6 +244,8 @@ class ProfileSection(Section):
                 raise ValueError("a mining profile needs algorithm")
             if isinstance(self.health, InferenceHealthCheck):
                 raise ValueError("a mining profile's health check names miner_api, not server")
+            if self.serves_contracts:
+                raise ValueError("serves_contracts is for AI profiles")
             if self.driver == "sim" and self.sim_hashrate_hs is None:
                 raise ValueError("a simulated miner needs expected_hashrate_hs or sim.hashrate_hs")
         else:
@@ -249,6 +267,8 @@ class ProfileSection(Section):
             templates.append(self.systemd.unit_template)
         if self.health is not None:
             templates.append(self.health.url)
+        if isinstance(self.health, InferenceHealthCheck) and self.health.metrics_url is not None:
+            templates.append(self.health.metrics_url)
         return templates
 
     @property
@@ -274,12 +294,21 @@ class ProfileSection(Section):
 
 
 def unique_profile_ids(profiles: list[ProfileSection]) -> list[ProfileSection]:
-    """Reject a list that declares one id twice (a command must name exactly one profile)."""
+    """Reject a list that declares one id twice, or one contract served by two profiles
+    (a command must name exactly one profile)."""
     seen: set[str] = set()
+    served: dict[str, str] = {}
     for profile in profiles:
         if profile.id in seen:
             raise ValueError(f"duplicate profile id {profile.id!r}")
         seen.add(profile.id)
+        for contract in profile.serves_contracts:
+            if contract in served:
+                raise ValueError(
+                    f"contract {contract!r} is served by profiles {served[contract]!r}"
+                    f" and {profile.id!r}"
+                )
+            served[contract] = profile.id
     return profiles
 
 
@@ -304,3 +333,26 @@ def find_profile(profiles: Iterable[ProfileSection], profile_id: str) -> Profile
         if profile.id == profile_id:
             return profile
     raise UnknownProfileError(profile_id, (profile.id for profile in profiles))
+
+
+def profile_for_workload(profiles: Iterable[ProfileSection], workload_id: str) -> ProfileSection:
+    """The profile that runs `workload_id` (`mine:<profile>` or `ai:<contract>`).
+
+    `UnknownProfileError` when none does (also for `idle`, which needs no profile, and for
+    an id of neither form).
+    """
+    profiles = list(profiles)
+    kind, _, name = workload_id.partition(":")
+    if kind == "mine" and name:
+        for profile in profiles:
+            if profile.kind == "mining" and profile.id == name:
+                return profile
+    elif kind == "ai" and name:
+        ai = [profile for profile in profiles if profile.kind == "ai"]
+        for profile in ai:
+            if name in profile.serves_contracts:
+                return profile
+        for profile in ai:
+            if profile.id == name:
+                return profile
+    raise UnknownProfileError(workload_id, (profile.id for profile in profiles))
