@@ -1,9 +1,9 @@
 """`orchestrator backtest`: arguments, the backtest's config, and the run from files to report.
 
 The command reads a serve config TOML, but only what a backtest needs: the policy
-sections (`[policy]` with `mining_profiles`, `contracts` and `planner`, validated by
-`orchestrator.config.policy.PolicySection`; top-level `mining_profiles` / `contracts` /
-`planner` are accepted too) and its own `[backtest]` section. Everything else in the file
+tables (`mining_profiles`, `contracts` and `planner` at the top level as in the serve
+config, or under a `[policy]` table; validated by `orchestrator.config.policy.PolicySection`)
+and its own `[backtest]` section. Everything else in the file
 (mqtt, http, ...) is ignored. `[backtest]`:
 
     [backtest]
