@@ -1,42 +1,65 @@
-"""`agent`: the node daemon. Samples its GPUs, publishes snapshots, answers /healthz.
+"""`agent`: the node daemon. Samples its GPUs, switches their workloads, keeps them alive.
 
 Every `telemetry.interval_s` the agent samples all GPUs at once (NVML calls run in a
 worker thread, so a slow driver never stalls the loop) and publishes the whole node as
-one `NodeTelemetry` on `nodes/<node>/telemetry`. It announces `online` (retained) on its
-status topic at every (re)connect, and leaves `offline` as its last will; a clean stop
-publishes `offline` itself, since the broker sends a will only on an unclean drop.
+one `NodeTelemetry` on `nodes/<node>/telemetry`. Each GPU carries what the executor knows
+runs there (`WorkloadReport`: workload, since when, and the hashrate the watchdog last read
+for that GPU, joined by PCI bus id); a quarantined GPU is reported `unhealthy` with the
+reason "quarantined: ...". It announces `online` (retained) on its status topic at every
+(re)connect, and leaves `offline` as its last will; a clean stop publishes `offline` itself,
+since the broker sends a will only on an unclean drop.
 
-Without a broker the agent keeps sampling (its /metrics stays live) and the snapshots
-it cannot publish are counted and dropped: the next snapshot supersedes them anyway.
+Commands arrive on `nodes/<node>/commands` (QoS 1) and go to the switch executor; its events
+and the watchdog's go out on `nodes/<node>/events` (QoS 1). Start order: open the GPUs,
+recover the persisted workloads (`recovery`), then HTTP, then the broker link, so the first
+command meets a recovered state. The HTTP app adds `POST /api/v1/gpus/{index}/clear-quarantine`
+(loopback callers only unless `[watchdog] clear_quarantine_remote`).
+
+Without a broker the agent keeps sampling (its /metrics stays live), its workloads keep
+running (fail-static), and the snapshots it cannot publish are counted and dropped: the next
+snapshot supersedes them anyway. Final switch events wait in a bounded outbox instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Callable, Iterator
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
+from orchestrator.agents.executor import SwitchExecutor
 from orchestrator.agents.gpu import GpuBackend, build_backend
 from orchestrator.agents.gpu.base import WorkloadSettable
+from orchestrator.agents.recovery import recover_slots
+from orchestrator.agents.state import StateStore
+from orchestrator.agents.switching import GpuSlot, Switcher
+from orchestrator.agents.watchdog import Watchdog
+from orchestrator.agents.workload_health import WorkloadObserver
 from orchestrator.config import AgentConfig
 from orchestrator.config.common import resolve_secret
-from orchestrator.domain import NodeStatus
+from orchestrator.domain import IDLE, Health, NodeStatus, WorkloadKind, workload_kind
+from orchestrator.drivers import DriverRegistry
+from orchestrator.errors import PayloadError
 from orchestrator.httpserver import HttpListener, metrics_handler, start_http
 from orchestrator.lifecycle import StopRequested, forever, guarded
 from orchestrator.mqtt import MqttLink, Will
 from orchestrator.protocol import (
+    GpuHealthEvent,
     GpuTelemetry,
     NodeStatusMessage,
     NodeTelemetry,
+    SwitchEvent,
     Topics,
     WorkloadReport,
+    decode_command,
     encode,
 )
 
@@ -49,7 +72,7 @@ class _SampleCollector(Collector):
     def __init__(self, agent: NodeAgent) -> None:
         self.agent = agent
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["gpu", "UUID", "modelName", "Hostname"]
         power = GaugeMetricFamily(
             "orchestrator_agent_gpu_power_watts", "GPU power draw", labels=labels
@@ -70,6 +93,34 @@ class _SampleCollector(Collector):
         yield power
         yield temp
         yield healthy
+        yield from self._switching()
+
+    def _switching(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        executor, watchdog = self.agent.executor, self.agent.watchdog
+        if executor is None or watchdog is None:
+            return
+        results = CounterMetricFamily(
+            "orchestrator_agent_switch_results",
+            "Switch commands by final state (done, rolled_back, failed, refused)",
+            labels=["state"],
+        )
+        for state, count in sorted(executor.results_total.items()):
+            results.add_metric([state], count)
+        yield results
+        yield CounterMetricFamily(
+            "orchestrator_agent_watchdog_restarts",
+            "Workloads the watchdog restarted",
+            value=watchdog.restarts_total,
+        )
+        quarantined = GaugeMetricFamily(
+            "orchestrator_agent_gpu_quarantined",
+            "1 while the watchdog holds the GPU in quarantine",
+            labels=["gpu", "UUID", "Hostname"],
+        )
+        for index, slot in sorted(executor.slots.items()):
+            values = [str(index), slot.gpu.uuid, self.agent.node]
+            quarantined.add_metric(values, 1.0 if slot.record.quarantined else 0.0)
+        yield quarantined
 
 
 class NodeAgent:
@@ -102,6 +153,21 @@ class NodeAgent:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        self.commands_dropped = Counter(
+            "orchestrator_agent_commands_dropped",
+            "Command payloads dropped unread, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.store = StateStore(config.executor.state_dir, node=self.node)
+        self.drivers = DriverRegistry(
+            log_dir=config.executor.log_dir,
+            gpu_backend=self.backend if isinstance(self.backend, WorkloadSettable) else None,
+            time_scale=config.executor.sim_time_scale,
+            clock=clock,
+        )
+        self.executor: SwitchExecutor | None = None  # built by `run`, after recovery
+        self.watchdog: Watchdog | None = None
         self.registry.register(_SampleCollector(self))
         password = (
             resolve_secret(config.mqtt.password, key="mqtt.password")
@@ -113,6 +179,8 @@ class NodeAgent:
             client_id=config.mqtt.client_id or f"orchestrator-agent-{self.node}",
             password=password,
             will=Will(self.topics.status(self.node), self._status_payload(NodeStatus.OFFLINE)),
+            subscriptions=[(self.topics.commands(self.node), 1)],
+            on_message=self._on_command,
             on_connect=self._announce_online,
         )
         self.http: HttpListener | None = None
@@ -127,6 +195,74 @@ class NodeAgent:
             qos=1,
             retain=True,
         )
+        if self.executor is not None and self.executor.outbox:
+            sent = await self.executor.flush_outbox()
+            log.info("kept switch events sent", count=sent)
+
+    def _on_command(self, topic: str, payload: bytes) -> None:
+        """The MQTT callback: validate and queue; never blocks, never raises."""
+        if topic != self.topics.commands(self.node):
+            return
+        try:
+            command = decode_command(
+                payload, topic_node=self.node, max_bytes=self.config.mqtt.max_payload_bytes
+            )
+        except PayloadError as error:
+            self.commands_dropped.labels(error.reason).inc()
+            log.warning("command dropped", reason=error.reason, detail=error.detail)
+            return
+        if self.executor is None:
+            self.commands_dropped.labels("not_ready").inc()
+            return
+        self.executor.submit(command)
+
+    async def _publish_event(self, event: SwitchEvent | GpuHealthEvent) -> bool:
+        return await self.link.publish(self.topics.events(self.node), encode(event), qos=1)
+
+    async def prepare(self, session: aiohttp.ClientSession) -> SwitchExecutor:
+        """Recover every GPU's workload from the state dir and build executor and watchdog."""
+        config = self.config
+        node_record = self.store.load_node()
+        observer = WorkloadObserver(session=session, node=self.node)
+        switcher = Switcher(
+            node=self.node,
+            profiles=config.profiles,
+            registry=self.drivers,
+            backend=self.backend,
+            store=self.store,
+            observer=observer,
+            session=session,
+            settings=config.executor,
+            clock=self.clock,
+        )
+        slots = await recover_slots(
+            node=self.node,
+            backend=self.backend,
+            store=self.store,
+            switcher=switcher,
+            profiles=config.profiles,
+            remembered_results_per_gpu=config.executor.remembered_results_per_gpu,
+            clock=self.clock,
+        )
+        self.executor = SwitchExecutor(
+            node=self.node,
+            slots=slots,
+            node_record=node_record,
+            switcher=switcher,
+            store=self.store,
+            profiles=config.profiles,
+            settings=config.executor,
+            publish=self._publish_event,
+            clock=self.clock,
+        )
+        self.watchdog = Watchdog(
+            node=self.node,
+            executor=self.executor,
+            settings=config.watchdog,
+            publish=self._publish_event,
+            wall_clock=self.clock,
+        )
+        return self.executor
 
     def snapshot(self, gpus: list[GpuTelemetry]) -> NodeTelemetry:
         self.seq += 1
@@ -154,21 +290,25 @@ class NodeAgent:
         return sent
 
     def _with_workloads(self, gpus: list[GpuTelemetry]) -> list[GpuTelemetry]:
-        """Attach what each GPU runs, where this agent knows it.
+        """Attach what each GPU runs, as the executor knows it, and its quarantine.
 
-        Until the switch executor reports its own state, only a simulated node knows:
-        its fake backend holds the workloads. On real GPUs the workload stays unreported
+        Before recovery has run (or for a GPU the executor does not know), a simulated node
+        still reports its fake backend's workload; on real GPUs the workload stays unreported
         (the central daemon shows it as unknown) rather than guessed.
         """
+        executor = self.executor
         backend = self.backend
-        if not isinstance(backend, WorkloadSettable):
-            return gpus
-        return [
-            gpu.model_copy(
-                update={"workload": WorkloadReport(workload=backend.workload_of(gpu.index))}
-            )
-            for gpu in gpus
-        ]
+        reported: list[GpuTelemetry] = []
+        for gpu in gpus:
+            slot = executor.slots.get(gpu.index) if executor is not None else None
+            if slot is not None:
+                reported.append(_report(gpu, slot))
+            elif isinstance(backend, WorkloadSettable):
+                report = WorkloadReport(workload=backend.workload_of(gpu.index))
+                reported.append(gpu.model_copy(update={"workload": report}))
+            else:
+                reported.append(gpu)
+        return reported
 
     async def healthz(self, _request: web.Request) -> web.Response:
         age_s = None if self.last_sample_at_s is None else self.clock() - self.last_sample_at_s
@@ -182,14 +322,44 @@ class NodeAgent:
         }
         return web.json_response(body, status=200 if sampling else 503)
 
+    async def clear_quarantine(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/gpus/{index}/clear-quarantine`: an operator lifts a quarantine."""
+        if not self.config.watchdog.clear_quarantine_remote and not _is_loopback(request.remote):
+            return web.json_response({"error": "allowed from loopback only"}, status=403)
+        try:
+            index = int(request.match_info["index"])
+        except ValueError:
+            return web.json_response({"error": "GPU index must be an integer"}, status=400)
+        watchdog, executor = self.watchdog, self.executor
+        if watchdog is None or executor is None:
+            return web.json_response({"error": "agent is starting"}, status=503)
+        if index not in executor.slots:
+            return web.json_response({"error": f"no GPU {index} on {self.node}"}, status=404)
+        if not await watchdog.clear(index):
+            return web.json_response({"error": f"GPU {index} is not quarantined"}, status=409)
+        return web.json_response({"node": self.node, "gpu_index": index, "cleared": True})
+
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", metrics_handler(self.registry))
+        app.router.add_post("/api/v1/gpus/{index}/clear-quarantine", self.clear_quarantine)
         return app
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.backend.open)
+        try:
+            async with aiohttp.ClientSession() as session:
+                executor = await self.prepare(session)  # recover before the first command
+                await self._run_tasks(stop, executor)
+        finally:
+            await self.drivers.close()  # connections only: workloads keep running
+            await asyncio.to_thread(self.backend.close)
+            log.info("agent stopped", node=self.node)
+
+    async def _run_tasks(self, stop: asyncio.Event, executor: SwitchExecutor) -> None:
+        assert self.watchdog is not None  # noqa: S101  (built by prepare)
+        watchdog = self.watchdog
         self.http = await start_http(
             self.build_app(), host=self.config.http.host, port=self.config.http.port
         )
@@ -208,13 +378,17 @@ class NodeAgent:
                     ),
                     name="telemetry",
                 )
+                tasks.create_task(guarded("executor", executor.run()), name="executor")
+                if self.config.watchdog.enabled:
+                    loop = forever(
+                        "watchdog", watchdog.check_once, interval_s=self.config.watchdog.interval_s
+                    )
+                    tasks.create_task(guarded("watchdog", loop), name="watchdog")
                 tasks.create_task(self._stop_when_asked(stop), name="stop")
         except* StopRequested:
             log.info("agent stopping", node=self.node)
         finally:
             await self.http.stop()
-            await asyncio.to_thread(self.backend.close)
-            log.info("agent stopped", node=self.node)
 
     async def _stop_when_asked(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -233,3 +407,36 @@ class NodeAgent:
                 )
         except TimeoutError:
             log.warning("could not publish offline status before stopping", node=self.node)
+
+
+def _report(gpu: GpuTelemetry, slot: GpuSlot) -> GpuTelemetry:
+    """`gpu` with the executor's workload report and, if quarantined, unhealthy."""
+    record = slot.record
+    update: dict[str, object] = {}
+    if record.workload is not None:
+        observation = slot.observation
+        hashrate_hs = None
+        if (
+            observation is not None
+            and record.workload != IDLE
+            and workload_kind(record.workload) is WorkloadKind.MINING
+        ):
+            hashrate_hs = observation.hashrate_hs
+        update["workload"] = WorkloadReport(
+            workload=record.workload, since_s=record.since_s, hashrate_hs=hashrate_hs
+        )
+    if record.quarantined:
+        if gpu.health is not Health.LOST:
+            update["health"] = Health.UNHEALTHY
+        reasons = (*gpu.health_reasons, f"quarantined: {record.quarantine_reason}")
+        update["health_reasons"] = reasons[-32:]
+    return gpu.model_copy(update=update) if update else gpu
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if remote is None:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

@@ -100,6 +100,39 @@ DEMO_POLICY: dict[str, Any] = {
 }
 
 
+# What the demo's agents may run: every workload the central config can order, simulated.
+# Delays are the sim driver's realistic ones scaled by DEMO_TIME_SCALE, so a model loads in
+# about 3 s and a miner shows hashrate in a quarter of a second: switches are seen happening.
+DEMO_TIME_SCALE = 0.05
+DEMO_HASHRATE_HS = {"kawpow": 60e6, "etchash": 120e6, "autolykos": 260e6}
+DEMO_PROFILES: list[dict[str, Any]] = [
+    *(
+        {
+            "id": algorithm,
+            "kind": "mining",
+            "driver": "sim",
+            "algorithm": algorithm,
+            "expected_hashrate_hs": hashrate_hs,
+            "expected_power_w": 300.0,
+            "sim": {},
+        }
+        for algorithm, hashrate_hs in DEMO_HASHRATE_HS.items()
+    ),
+    *(
+        {
+            "id": f"llm-{contract}",
+            "kind": "ai",
+            "driver": "sim",
+            "serves_contracts": [contract],
+            "expected_power_w": 320.0,
+            "drain_timeout_s": 10.0,
+            "sim": {},
+        }
+        for contract in ("acme", "spot")
+    ),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     nodes: int = 4
@@ -137,6 +170,13 @@ def demo_configs(
                     "mqtt": {**mqtt, "client_id": f"demo-agent-{node}"},
                     "http": {"host": "127.0.0.1", "port": 0},
                     "telemetry": {"interval_s": options.telemetry_interval_s},
+                    "executor": {
+                        "state_dir": str(state_dir / "agents" / node / "state"),
+                        "log_dir": str(state_dir / "agents" / node / "logs"),
+                        "sim_time_scale": DEMO_TIME_SCALE,
+                        "verify_free_timeout_s": 5.0,
+                    },
+                    "profiles": DEMO_PROFILES,
                     "gpu": {
                         "backend": "fake",
                         "fake": {

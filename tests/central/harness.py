@@ -39,8 +39,11 @@ def serve_config(broker: MosquittoBroker, **sections: Any) -> ServeConfig:
 def agent_document(
     broker: MosquittoBroker, node: str, *, gpus: int = 8, interval_s: float = 0.2
 ) -> dict[str, Any]:
+    # the agent's state and logs live beside the test's broker, never in /var/lib
+    agent_dir = broker.workdir.parent / "agents" / node
     return {
         "node": {"name": node},
+        "executor": {"state_dir": str(agent_dir / "state"), "log_dir": str(agent_dir / "logs")},
         "mqtt": mqtt_section(broker, client_id=f"test-agent-{node}"),
         "http": {"host": "127.0.0.1", "port": 0},
         "telemetry": {"interval_s": interval_s},
