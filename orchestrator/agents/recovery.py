@@ -71,13 +71,27 @@ async def recover_slots(
             await _reattach(slot, discovered, switcher)
         await store.save_gpu(slot.record)
         slots[gpu.index] = slot
-        log.info(
+        log.debug(
             "gpu recovered",
             gpu=gpu.index,
             workload=slot.record.workload,
             handle=slot.handle.ref if slot.handle else None,
             quarantined=slot.record.quarantine_reason,
         )
+    workloads: dict[str, int] = {}
+    for slot in slots.values():
+        name = slot.record.workload or "unknown"
+        workloads[name] = workloads.get(name, 0) + 1
+    attached = sum(1 for slot in slots.values() if slot.handle is not None)
+    quarantined = sum(1 for slot in slots.values() if slot.record.quarantined)
+    log.info(
+        "gpus recovered",
+        node=node,
+        gpus=len(slots),
+        attached=attached,
+        quarantined=quarantined,
+        workloads=workloads,
+    )
     return slots
 
 

@@ -70,7 +70,7 @@ async def test_ollama_is_ready_when_it_answers_its_version_and_lists_loaded_mode
 async def test_a_server_that_does_not_answer_in_time_is_not_ready(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with stub_server("vllm", delay_s=2.0) as server:
+    async with stub_server("vllm", delay_s=0.6) as server:
         readiness = await probe_readiness(session, "vllm", server.url, timeout_s=0.2)
     assert readiness.ready is False
     assert readiness.status is None
