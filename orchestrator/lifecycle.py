@@ -44,6 +44,17 @@ def guarded(name: str, coro: Coroutine[Any, Any, object]) -> Coroutine[Any, Any,
     return runner()
 
 
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library swallowed.
+
+    Python 3.11's `asyncio.wait_for` can lose a cancellation that arrives as the awaited
+    operation completes; a forever-loop that checks this at each turn still stops.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def forever(
     name: str,
     step: Callable[[], Awaitable[object]],
@@ -53,6 +64,7 @@ async def forever(
 ) -> None:
     """Run `step` every `interval_s`; an unexpected error throttles the loop, never ends it."""
     while True:
+        raise_if_cancelling()
         try:
             await step()
         except asyncio.CancelledError:

@@ -23,6 +23,7 @@ import structlog
 from pydantic import SecretStr
 
 from orchestrator.config.common import MqttSection
+from orchestrator.lifecycle import raise_if_cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -170,6 +171,10 @@ class MqttLink:
         except aiomqtt.MqttError as error:
             log.debug("mqtt publish failed", topic=topic, error=str(error))
             return False
+        finally:
+            # aiomqtt's publish waits with asyncio.wait_for, which on Python 3.11 can
+            # swallow a cancellation landing with the broker's acknowledgement
+            raise_if_cancelling()
         return True
 
     def _where(self) -> str:

@@ -32,6 +32,7 @@ from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
 from orchestrator.central.store import CommandRecord, Store
 from orchestrator.config.policy import ContractsSection, contract_problems
+from orchestrator.lifecycle import raise_if_cancelling
 from orchestrator.policy.economics import significant_price_move
 from orchestrator.policy.feeds import MarketBook, MarketSnapshot, Provenance, Quote, QuoteKind
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
@@ -373,5 +374,6 @@ class PolicyLoop:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelling()
             await self.step()
             await asyncio.sleep(self.tick_s)
