@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.backtest.cli import add_backtest_parser, run_backtest_command
 from orchestrator.config import AgentConfig, ServeConfig, load_config
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.lifecycle import install_signal_handlers
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--url", default="http://127.0.0.1:9850")
     explain.add_argument("--json", action="store_true", help="print the raw JSON")
 
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    new = token_commands.add_parser("new", help="make a token and its [[http.tokens]] entry")
+    new.add_argument("--name", required=True, help="who holds it (appears in the audit log)")
+    new.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+
+    add_backtest_parser(commands)
+
     status = commands.add_parser("status", help="the fleet as the central daemon sees it")
     status.add_argument("--url", default="http://127.0.0.1:9850")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -108,10 +117,12 @@ def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from orchestrator.central.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
+    from orchestrator.sdnotify import Notifier  # noqa: PLC0415
 
     config = load_config(args.config, "serve")
     configure_logging(level=config.log.level, fmt=config.log.format)
-    return _run_daemon(CentralDaemon(config).run)
+    notifier = Notifier.from_environment(unset_environment=True)
+    return _run_daemon(CentralDaemon(config, notifier=notifier).run)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -213,6 +224,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from orchestrator.central.auth import digest, new_token  # noqa: PLC0415
+
+    token = new_token()
+    print(f"token (give it to {args.name}; it is not stored anywhere): {token}")
+    print("config entry for serve:")
+    print("[[http.tokens]]")
+    print(f'name = "{args.name}"')
+    print(f'role = "{args.role}"')
+    print(f'sha256 = "{digest(token)}"')
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/api/v1/state"
     try:
@@ -243,6 +267,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "miner": cmd_miner_read,
     "explain": cmd_explain,
+    "token": cmd_token_new,
+    "backtest": run_backtest_command,
 }
 
 

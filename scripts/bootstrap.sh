@@ -62,6 +62,7 @@ ensure_test_tools() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     [ -x /bin/busybox ] || missing+=(busybox-static)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}" ||
             die "the tests need ${missing[*]}: run this as root on Debian/Ubuntu, or 'sudo apt-get install ${missing[*]}'"

@@ -6,8 +6,8 @@ ensure_test_tools
 ensure_venv
 export PATH="$VENV/bin:$PATH"
 status=0
-say "ruff check"; ruff check orchestrator tests bench || status=1
-say "ruff format --check"; ruff format --check orchestrator tests bench || status=1
+say "ruff check"; ruff check orchestrator tests bench scripts || status=1
+say "ruff format --check"; ruff format --check orchestrator tests bench scripts || status=1
 say "mypy --strict"; mypy || status=1
 say "import-linter"; lint-imports || status=1
 say "pytest"; python -m pytest "$@" || status=1

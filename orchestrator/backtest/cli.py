@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from orchestrator.backtest.engine import FleetGroup, Scenario, make_scenario, run_strategy
 from orchestrator.backtest.prices import (
@@ -46,6 +46,7 @@ from orchestrator.backtest.prices import (
 from orchestrator.backtest.report import format_table, render_svg, to_json
 from orchestrator.backtest.strategies import default_strategies
 from orchestrator.backtest.sweep import format_sweep, parse_duration_s, parse_sweep, run_sweep
+from orchestrator.config.backtest import BacktestSection
 from orchestrator.config.policy import PolicySection, contract_problems
 from orchestrator.policy.model import PolicyInputs, policy_from_config
 
@@ -54,24 +55,6 @@ EXIT_BAD_INPUT = 2
 
 class BacktestInputError(Exception):
     """Unusable input; the message names the file and line or the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FleetGroupSection(_Strict):
-    model: str = Field(min_length=1)
-    count: int = Field(ge=1)
-    memory_gib: float = Field(default=24.0, gt=0)
-
-
-class BacktestSection(_Strict):
-    step: str | None = None
-    power_usd_per_kwh: float | None = Field(default=None, ge=0, le=10)
-    static_split_ai_fraction: float = Field(default=0.5, ge=0, le=1)
-    max_gap: str | None = None
-    fleet: list[FleetGroupSection] = Field(default_factory=list)
 
 
 def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:

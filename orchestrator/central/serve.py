@@ -35,6 +35,7 @@ from orchestrator.mqtt import MqttLink
 from orchestrator.policy.feeds import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.policy.model import policy_from_config
 from orchestrator.protocol import Topics
+from orchestrator.sdnotify import Notifier, keep_alive
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +47,11 @@ class CentralDaemon:
         *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier(None)
+        self._last_staleness_check_s: float | None = None
         self.clock = clock
         self.registry = registry or CollectorRegistry()
         self.topics = Topics(config.mqtt.prefix)
@@ -113,16 +117,24 @@ class CentralDaemon:
         return {"broker_connected": self.link.connected.is_set(), "state_loaded": self.state_loaded}
 
     async def check_staleness_once(self) -> list[str]:
+        self._last_staleness_check_s = time.monotonic()
         expired = self.fleet.expire_silent(now_s=self.clock())
         for node in expired:
             log.warning("node offline", node=node, reason="silent")
         return expired
+
+    def _main_loop_alive(self) -> bool:
+        """The event loop turns: the once-a-second staleness check ran lately."""
+        last_s = self._last_staleness_check_s
+        limit_s = max(5.0, 3 * self.config.ingest.staleness_check_interval_s)
+        return last_s is not None and time.monotonic() - last_s < limit_s
 
     async def _announce_ready(self) -> None:
         while True:
             await self.link.connected.wait()
             if self.state_loaded and not self.ready.is_set():
                 self.ready.set()
+                self.notifier.ready(status="connected to the broker, state loaded")
                 log.info("serve ready", http=self.http.url if self.http else None)
             await asyncio.sleep(0.2)
 
@@ -170,8 +182,13 @@ class CentralDaemon:
                     name="staleness",
                 )
                 tasks.create_task(guarded("ready", self._announce_ready()), name="ready")
+                tasks.create_task(
+                    guarded("watchdog", keep_alive(self.notifier, alive=self._main_loop_alive)),
+                    name="watchdog",
+                )
                 tasks.create_task(wait_for_stop(stop), name="stop")
         except* StopRequested:
+            self.notifier.stopping()
             log.info("serve stopping")
         finally:
             await session.close()

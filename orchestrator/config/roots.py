@@ -13,6 +13,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from orchestrator.config._base import Section
+from orchestrator.config.backtest import BacktestSection
 from orchestrator.config.common import HttpSection, LogSection, MqttSection
 from orchestrator.config.gpu import GpuSection
 from orchestrator.config.market import MarketConfig
@@ -70,6 +71,8 @@ class ServeConfig(Section):
     dispatch: DispatchSection = DispatchSection()
     sla: SlaSection = SlaSection()
     store: StoreSection = StoreSection()
+    # read by `orchestrator backtest` only
+    backtest: BacktestSection | None = None
 
     @model_validator(mode="after")
     def _profile_ids_unique(self) -> Self:

@@ -101,7 +101,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-@WIRING_PENDING
 def test_serve_is_ready_only_once_readyz_is_200(
     tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
