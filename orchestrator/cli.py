@@ -127,10 +127,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from orchestrator.agents.agent import NodeAgent  # noqa: PLC0415
+    from orchestrator.sdnotify import Notifier  # noqa: PLC0415
 
     config = load_config(args.config, "agent")
     configure_logging(level=config.log.level, fmt=config.log.format)
-    return _run_daemon(NodeAgent(config).run)
+    notifier = Notifier.from_environment(unset_environment=True)
+    return _run_daemon(NodeAgent(config, notifier=notifier).run)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

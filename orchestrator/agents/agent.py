@@ -62,6 +62,7 @@ from orchestrator.protocol import (
     decode_command,
     encode,
 )
+from orchestrator.sdnotify import Notifier, keep_alive
 
 log = structlog.get_logger(__name__)
 
@@ -131,8 +132,10 @@ class NodeAgent:
         backend: GpuBackend | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier(None)
         self.node = config.node.name
         self.clock = clock
         self.topics = Topics(config.mqtt.prefix)
@@ -282,7 +285,11 @@ class NodeAgent:
         gpus = self._with_workloads(await asyncio.to_thread(self.backend.sample))
         self.sample_seconds.observe(time.perf_counter() - started)
         self.last_sample = gpus
+        first = self.last_sample_at_s is None
         self.last_sample_at_s = self.clock()
+        if first and self.http is not None:
+            # ready means sampling and answering /healthz; the broker may come later
+            self.notifier.ready(status=f"sampling {len(gpus)} GPUs")
         sent = await self.link.publish(
             self.topics.telemetry(self.node), encode(self.snapshot(gpus))
         )
@@ -384,14 +391,25 @@ class NodeAgent:
                         "watchdog", watchdog.check_once, interval_s=self.config.watchdog.interval_s
                     )
                     tasks.create_task(guarded("watchdog", loop), name="watchdog")
+                tasks.create_task(
+                    guarded("sd-watchdog", keep_alive(self.notifier, alive=self._sampling)),
+                    name="sd-watchdog",
+                )
                 tasks.create_task(self._stop_when_asked(stop), name="stop")
         except* StopRequested:
             log.info("agent stopping", node=self.node)
         finally:
             await self.http.stop()
 
+    def _sampling(self) -> bool:
+        """The telemetry loop turns: a sample was taken within a few intervals."""
+        if self.last_sample_at_s is None:
+            return False
+        return self.clock() - self.last_sample_at_s < max(5.0, 5 * self.config.telemetry.interval_s)
+
     async def _stop_when_asked(self, stop: asyncio.Event) -> None:
         await stop.wait()
+        self.notifier.stopping()
         await self._say_goodbye()
         raise StopRequested
 

@@ -22,10 +22,6 @@ import pytest
 
 from orchestrator.demo.broker import MosquittoBroker, find_mosquitto, free_port
 
-WIRING_PENDING = pytest.mark.xfail(
-    strict=False, reason="sd_notify wiring pending in serve/agent (orchestrator.sdnotify exists)"
-)
-
 
 class NotifySocket:
     def __init__(self, path: Path) -> None:
@@ -149,7 +145,6 @@ def test_serve_is_ready_only_once_readyz_is_200(
 
 
 @pytest.mark.slow
-@WIRING_PENDING
 def test_agent_is_ready_without_a_broker(tmp_path: Path, notify_socket: NotifySocket) -> None:
     """Fail-static: an agent samples and serves /healthz while the broker is away."""
     http_port = free_port()
