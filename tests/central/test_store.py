@@ -107,3 +107,10 @@ def test_the_ledger_and_quotes_round_trip(tmp_path: Path) -> None:
     assert store.load_quotes() == [
         ("kawpow", "nicehash", "hashprice", 1e-8, 100.0, 600.0, {"source": "n"})
     ]
+
+
+def test_an_unwritable_store_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create the store's folder"):
+        Store(blocker / "sub" / "serve.sqlite3")
