@@ -20,7 +20,7 @@ Decoding is one pydantic-core pass over the bytes; nothing here grows with the f
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -209,38 +209,6 @@ class GpuHealthEvent(_Payload):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def decode_command(
-    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-) -> SwitchCommand:
-    """Validate a command or raise `PayloadError` with the drop reason."""
-    if len(payload) > max_bytes:
-        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
-    try:
-        message = SwitchCommand.model_validate_json(payload)
-    except ValidationError as error:
-        raise _classify(payload, error) from None
-    if message.node != topic_node:
-        raise PayloadError(
-            "node_mismatch", f"command for {message.node!r} on topic of {topic_node!r}"
-        )
-    return message
-
-
-def decode_event(
-    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-) -> SwitchEvent | GpuHealthEvent:
-    """Validate an event (either kind) or raise `PayloadError` with the drop reason."""
-    if len(payload) > max_bytes:
-        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
-    try:
-        message: SwitchEvent | GpuHealthEvent = _EVENT_ADAPTER.validate_json(payload)
-    except ValidationError as error:
-        raise _classify(payload, error) from None
-    if message.node != topic_node:
-        raise PayloadError("node_mismatch", f"event of {message.node!r} on topic of {topic_node!r}")
-    return message
-
-
 def encode(message: BaseModel) -> bytes:
     """Serialise a payload with its schema version under the key `schema`."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -264,35 +232,53 @@ def _classify(payload: bytes | str, error: ValidationError) -> PayloadError:
     return PayloadError("malformed", f"{where}: {first['msg']}")
 
 
+_Message = TypeVar("_Message", bound=_Payload)
+
+
+def _decode(
+    adapter: TypeAdapter[_Message], payload: bytes, *, topic_node: str, max_bytes: int
+) -> _Message:
+    """Size check, one validating parse, and the node on the topic must be the payload's."""
+    if len(payload) > max_bytes:
+        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
+    try:
+        message = adapter.validate_json(payload)
+    except ValidationError as error:
+        raise _classify(payload, error) from None
+    node = getattr(message, "node", None)
+    if node != topic_node:
+        raise PayloadError("node_mismatch", f"payload of {node!r} on the topic of {topic_node!r}")
+    return message
+
+
+_TELEMETRY: TypeAdapter[NodeTelemetry] = TypeAdapter(NodeTelemetry)
+_STATUS: TypeAdapter[NodeStatusMessage] = TypeAdapter(NodeStatusMessage)
+_COMMAND: TypeAdapter[SwitchCommand] = TypeAdapter(SwitchCommand)
+
+
 def decode_telemetry(
     payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 ) -> NodeTelemetry:
     """Validate a telemetry payload or raise `PayloadError` with the drop reason."""
-    if len(payload) > max_bytes:
-        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
-    try:
-        message = NodeTelemetry.model_validate_json(payload)
-    except ValidationError as error:
-        raise _classify(payload, error) from None
-    if message.node != topic_node:
-        raise PayloadError(
-            "node_mismatch", f"payload node {message.node!r} on topic of {topic_node!r}"
-        )
-    return message
+    return _decode(_TELEMETRY, payload, topic_node=topic_node, max_bytes=max_bytes)
 
 
 def decode_status(
     payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 ) -> NodeStatusMessage:
     """Validate a status payload or raise `PayloadError` with the drop reason."""
-    if len(payload) > max_bytes:
-        raise PayloadError("oversized", f"{len(payload)} bytes > {max_bytes}")
-    try:
-        message = NodeStatusMessage.model_validate_json(payload)
-    except ValidationError as error:
-        raise _classify(payload, error) from None
-    if message.node != topic_node:
-        raise PayloadError(
-            "node_mismatch", f"payload node {message.node!r} on topic of {topic_node!r}"
-        )
-    return message
+    return _decode(_STATUS, payload, topic_node=topic_node, max_bytes=max_bytes)
+
+
+def decode_command(
+    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> SwitchCommand:
+    """Validate a command or raise `PayloadError` with the drop reason."""
+    return _decode(_COMMAND, payload, topic_node=topic_node, max_bytes=max_bytes)
+
+
+def decode_event(
+    payload: bytes, *, topic_node: str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> SwitchEvent | GpuHealthEvent:
+    """Validate an event (either kind) or raise `PayloadError` with the drop reason."""
+    return _decode(_EVENT_ADAPTER, payload, topic_node=topic_node, max_bytes=max_bytes)

@@ -143,12 +143,17 @@ class PolicySection(Section):
 
     @model_validator(mode="after")
     def _unique_profiles(self) -> PolicySection:
-        seen: set[str] = set()
-        for profile in self.mining_profiles:
-            if profile.id in seen:
-                raise ValueError(f"mining profile id {profile.id!r} appears twice")
-            seen.add(profile.id)
+        check_unique_profile_ids(self.mining_profiles)
         return self
+
+
+def check_unique_profile_ids(profiles: list[MiningProfileSection]) -> None:
+    """Raise ValueError naming a mining profile id that appears twice."""
+    seen: set[str] = set()
+    for profile in profiles:
+        if profile.id in seen:
+            raise ValueError(f"mining profile id {profile.id!r} appears twice")
+        seen.add(profile.id)
 
 
 def _eligible_count(contract: ServingSection, fleet_models: dict[str, int]) -> int | None:

@@ -22,6 +22,7 @@ from orchestrator.config.policy import (
     MiningProfileSection,
     PlannerSection,
     PolicySection,
+    check_unique_profile_ids,
 )
 from orchestrator.config.profiles import ProfileList
 
@@ -76,11 +77,7 @@ class ServeConfig(Section):
 
     @model_validator(mode="after")
     def _profile_ids_unique(self) -> Self:
-        seen: set[str] = set()
-        for profile in self.mining_profiles:
-            if profile.id in seen:
-                raise ValueError(f"mining profile id {profile.id!r} appears twice")
-            seen.add(profile.id)
+        check_unique_profile_ids(self.mining_profiles)
         return self
 
     def policy(self) -> PolicySection:
