@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -87,22 +88,66 @@ def test_a_missing_secret_is_a_config_error_at_start(tmp_path: Path) -> None:
     assert "mqtt.password: environment variable ORCH_TEST_UNSET_SECRET is not set" in result.stderr
 
 
-def _state(url: str) -> dict[str, Any] | None:
+class DemoOutput:
+    """The demo's output, read by a thread so that a test can wait for a line with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        self.lines.extend(iter(self.process.stdout.readline, ""))
+
+    def token(self, timeout_s: float) -> str:
+        """The operator token the demo prints once it is ready."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.strip().startswith("operator token"):
+                    return line.rsplit(" ", 1)[-1].strip()
+            assert self.process.poll() is None, "demo exited early:\n" + self.text()
+            time.sleep(0.05)
+        raise AssertionError(f"the demo printed no token within {timeout_s} s:\n{self.text()}")
+
+    def finish(self, timeout_s: float) -> str:
+        """Wait for the demo to end (killing it after `timeout_s`); all it printed."""
+        try:
+            self.process.wait(timeout=timeout_s)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._thread.join(timeout=5)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+        return self.text()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def _state(url: str, token: str) -> dict[str, Any] | None:
+    request = urllib.request.Request(  # noqa: S310  (loopback http URL built here)
+        f"{url}/api/v1/state", headers={"Authorization": f"Bearer {token}"}
+    )
     try:
-        with urllib.request.urlopen(f"{url}/api/v1/state", timeout=2) as response:  # noqa: S310  (loopback http URL built here)
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
             state: dict[str, Any] = json.load(response)
             return state
     except OSError:
         return None
 
 
-def _wait_for_gpus(
-    url: str, count: int, process: subprocess.Popen[str], timeout_s: float
-) -> dict[str, Any]:
+def _wait_for_gpus(url: str, count: int, output: DemoOutput, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    token = output.token(timeout_s)
+    process = output.process
     while time.monotonic() < deadline:
         assert process.poll() is None, "demo exited early"
-        state = _state(url)
+        state = _state(url, token)
         if state and state["summary"]["gpus_total"] == count:
             return state
         time.sleep(0.1)
@@ -131,20 +176,23 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
         stderr=subprocess.STDOUT,
         text=True,
     )
+    demo = DemoOutput(process)
     try:
-        state = _wait_for_gpus(url, 32, process, timeout_s=14)
+        state = _wait_for_gpus(url, 32, demo, timeout_s=14)
         assert state["summary"]["nodes_online"] == 4
         assert {n["node"] for n in state["nodes"]} == {f"node-0{i}" for i in range(1, 5)}
-        with urllib.request.urlopen(f"{url}/api/v1/sla", timeout=2) as response:  # noqa: S310
+        token = demo.token(1)
+        request = urllib.request.Request(  # noqa: S310  (loopback http URL built here)
+            f"{url}/api/v1/sla", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
             sla = json.load(response)
         assert [entry["contract"] for entry in sla["current"]] == ["acme"]
-        output, _ = process.communicate(timeout=20)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = demo.finish(timeout_s=20)
     assert process.returncode == 0, output
     assert f"{url}/api/v1/state" in output
+    assert f"{url}/#token={token}" in output
 
 
 @pytest.mark.slow
@@ -168,14 +216,12 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    demo = DemoOutput(process)
     try:
-        _wait_for_gpus(url, 4, process, timeout_s=15)
+        _wait_for_gpus(url, 4, demo, timeout_s=15)
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=15)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = demo.finish(timeout_s=15)
     assert process.returncode == 0, output
     assert "demo stopped" in output
     assert "Traceback" not in output

@@ -2,8 +2,13 @@
 
 It starts a private broker (mosquitto when the binary exists, else amqtt in-process),
 the central daemon, and N node agents with K fake GPUs each, all in this process except
-mosquitto. It prints the HTTP API's URL and runs until Ctrl-C or `--duration`.
-The parts are the real daemons with real configs; only the GPUs are simulated.
+mosquitto. It prints the status page's and the HTTP API's URLs and runs until Ctrl-C or
+`--duration`. The parts are the real daemons with real configs; only the GPUs are simulated.
+
+Each run makes a fresh operator token (only its SHA-256 goes into the serve config, as on
+a site) and prints it with a status page URL that carries it in the fragment: the page
+keeps it for the browser tab and drops it from the address bar, and the fragment never
+reaches the server's logs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import structlog
 
 from orchestrator.agents.agent import NodeAgent
+from orchestrator.central.auth import digest, new_token
 from orchestrator.central.serve import CentralDaemon
 from orchestrator.config import AgentConfig, ServeConfig, parse_config
 from orchestrator.demo.broker import embedded_broker, port_accepts
@@ -145,13 +151,19 @@ class DemoOptions:
 
 
 def demo_configs(
-    options: DemoOptions, *, broker_port: int, http_port: int, state_dir: Path
+    options: DemoOptions,
+    *,
+    broker_port: int,
+    http_port: int,
+    state_dir: Path,
+    tokens: list[dict[str, str]] | None = None,
 ) -> tuple[ServeConfig, list[AgentConfig]]:
+    """The demo's serve and agent configs; `tokens` are `[http.tokens]` entries."""
     mqtt = {"host": "127.0.0.1", "port": broker_port, "site": "demo"}
     serve = parse_config(
         {
             "mqtt": {**mqtt, "client_id": "demo-serve"},
-            "http": {"host": options.http_host, "port": http_port},
+            "http": {"host": options.http_host, "port": http_port, "tokens": tokens or []},
             "ingest": {"node_offline_after_s": max(3.0, 3 * options.telemetry_interval_s)},
             "store": {"path": str(state_dir / "serve.sqlite3")},
             **DEMO_POLICY,
@@ -208,11 +220,13 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         broker = embedded_broker(Path(tmp), prefer=options.broker)
         await broker.start()
         log.info("broker started", kind=broker.kind, address=f"{broker.host}:{broker.port}")
+        token = new_token()
         serve_config, agent_configs = demo_configs(
             options,
             broker_port=broker.port,
             http_port=_pick_http_port(options),
             state_dir=Path(tmp),
+            tokens=[{"name": "demo-operator", "role": "operator", "sha256": digest(token)}],
         )
         central = CentralDaemon(serve_config)
         agents = [NodeAgent(config) for config in agent_configs]
@@ -221,7 +235,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 tasks.create_task(central.run(stop), name="serve")
                 for agent in agents:
                     tasks.create_task(agent.run(stop), name=f"agent-{agent.node}")
-                tasks.create_task(_announce(central, options), name="announce")
+                tasks.create_task(_announce(central, options, token), name="announce")
                 if options.duration_s is not None:
                     tasks.create_task(_stop_after(stop, options.duration_s), name="duration")
         finally:
@@ -229,14 +243,16 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         log.info("demo stopped")
 
 
-async def _announce(central: CentralDaemon, options: DemoOptions) -> None:
+async def _announce(central: CentralDaemon, options: DemoOptions, token: str) -> None:
     await central.ready.wait()
     url = central.http.url if central.http else "?"
     gpus = options.nodes * options.gpus_per_node
     shape = f"{options.nodes} nodes x {options.gpus_per_node} GPUs = {gpus} fake GPUs"
     print(f"\norchestrator demo: {shape}")
-    print(f"  fleet state:  {url}/api/v1/state")
+    print(f"  status page:  {url}/#token={token}")
+    print(f"  fleet state:  curl -H 'Authorization: Bearer {token}' {url}/api/v1/state")
     print(f"  metrics:      {url}/metrics")
+    print(f"  operator token (this run only): {token}")
     print("  stop with Ctrl-C\n", flush=True)
 
 
