@@ -139,6 +139,10 @@ class Switcher:
             await progress("verify")
             await self.verify_free(slot)
             if target_profile is None:
+                # an ordered idle wants nothing to run: without this the watchdog took the
+                # stopped workload for a crashed one and started it again (tests/faults)
+                record.profile_id = record.desired_workload = None
+                await self.store.save_gpu(record)
                 return Outcome("done", "GPU stopped and verified free")
             await progress("start")
             await self.start(slot, target_profile, target)

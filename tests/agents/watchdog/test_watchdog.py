@@ -207,3 +207,21 @@ async def test_a_warming_miner_without_hashrate_is_left_alone_but_zero_hashrate_
 async def _health_event(view: CentralView, state: str) -> GpuHealthEvent:
     events = await eventually(lambda: view.health_events(state), what=f"a {state} event")
     return events[0]
+
+
+async def test_a_gpu_ordered_idle_is_left_idle_by_the_watchdog(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """Found by the fault suite: after an ordered switch to idle, the watchdog took the
+    stopped miner for a crashed one and started it again, without any command."""
+    agent = NodeAgent(agent_config(mosquitto, NODE, watchdog=WATCHDOG))
+    async with central_view(mosquitto, NODE) as view, started(agent) as executor:
+        assert (await view.run(command(NODE, 0, "mine:miner-a"))).state == "done"
+        assert (await view.run(command(NODE, 0, "idle"))).state == "done"
+        watchdog = watchdog_of(agent)
+        for _ in range(5):  # longer than the backoff of a restart (0.2-0.4 s)
+            assert (await watchdog.check_once())[0] == "skipped"
+            await asyncio.sleep(0.1)
+        assert executor.slots[0].record.workload == "idle"
+        assert executor.slots[0].handle is None
+        assert watchdog.restarts_total == 0
