@@ -22,7 +22,8 @@ from orchestrator.central.fleet import FleetState, NodeRecord
 from orchestrator.central.openapi import openapi_document
 from orchestrator.central.overrides import OverrideRejected, OverrideRequest, OverrideService
 from orchestrator.central.policy_loop import PlanRecord, PolicyLoop
-from orchestrator.central.views import explain_json, plan_json
+from orchestrator.central.statuspage import add_status_page
+from orchestrator.central.views import contracts_json, explain_json, plan_json
 from orchestrator.domain import UNKNOWN, NodeStatus, gpu_key
 from orchestrator.httpserver import metrics_handler
 
@@ -128,7 +129,12 @@ async def sla(request: web.Request) -> web.Response:
         for entry in sorted(loop.ledger.entries.values(), key=lambda e: e.period_start_s)
     ]
     return web.json_response(
-        {"billing_period": loop.ledger.period, "current": current, "history": history}
+        {
+            "billing_period": loop.ledger.period,
+            "contracts": contracts_json(loop.policy.contracts),
+            "current": current,
+            "history": history,
+        }
     )
 
 
@@ -140,7 +146,10 @@ def _bad_request(message: str, problems: list[dict[str, str]] | None = None) -> 
 
 
 async def list_overrides(request: web.Request) -> web.Response:
-    return web.json_response({"overrides": request.app[OVERRIDES_KEY].list()})
+    service = request.app[OVERRIDES_KEY]
+    return web.json_response(
+        {"overrides": service.list(), "workloads": sorted(service.valid_workloads())}
+    )
 
 
 async def create_override(request: web.Request) -> web.Response:
@@ -277,4 +286,5 @@ def build_app(
     app.router.add_delete("/api/v1/overrides/{override_id}", delete_override)
     app.router.add_get("/api/v1/decisions", decisions)
     app.router.add_get("/api/v1/openapi.json", openapi)
+    add_status_page(app)
     return app

@@ -1,6 +1,7 @@
-"""JSON views of the newest plan: the plan summary and one GPU's explanation.
+"""JSON views of the newest plan: the plan summary, one GPU's explanation, the contracts.
 
-Pure functions from a `PlanRecord` to plain dicts, shared by the HTTP API and tests.
+Pure functions from a `PlanRecord` (or the policy) to plain dicts, shared by the HTTP API
+and tests.
 An explanation lists every candidate the planner priced for the GPU with its net $/h,
 the choice, whether it changes anything, and the reason in words.
 """
@@ -12,6 +13,7 @@ from typing import Any
 from orchestrator.central.policy_loop import PlanRecord
 from orchestrator.central.store import CommandRecord
 from orchestrator.policy.feeds import Quote
+from orchestrator.policy.model import Contracts
 
 
 def _quote(quote: Quote) -> dict[str, Any]:
@@ -89,3 +91,30 @@ def explain_json(record: PlanRecord, key: str) -> dict[str, Any] | None:
         ],
         "market": market_json(record),
     }
+
+
+def contracts_json(contracts: Contracts) -> list[dict[str, Any]]:
+    """The contracts as configured: what each pays and, if reserved, what it commits."""
+    reserved = [
+        {
+            "contract": c.id,
+            "kind": "reserved",
+            "rate_usd_per_gpu_hour": c.rate_usd_per_gpu_hour,
+            "committed_gpus": c.committed_gpus,
+            "availability_target_fraction": c.availability_target_fraction,
+            "penalty_usd_per_gpu_hour": c.penalty_usd_per_gpu_hour,
+            "always": c.windows is None,
+        }
+        for c in contracts.reserved
+    ]
+    on_demand = [
+        {
+            "contract": c.id,
+            "kind": "on_demand",
+            "rate_usd_per_gpu_hour": c.rate_usd_per_gpu_hour,
+            "expected_utilisation_fraction": c.expected_utilisation_fraction,
+            "max_gpus": c.max_gpus,
+        }
+        for c in contracts.on_demand
+    ]
+    return reserved + on_demand
