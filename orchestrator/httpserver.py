@@ -7,6 +7,7 @@ serves a Prometheus registry that the daemon injects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -48,9 +49,15 @@ async def start_http(app: web.Application, *, host: str, port: int) -> HttpListe
     return HttpListener(runner, host, bound_port)
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
+def metrics_handler(
+    registry: CollectorRegistry, *, extra_text: Callable[[], str] | None = None
+) -> Handler:
+    """`/metrics`: the registry's exposition, then `extra_text()` (families written as text)."""
+
     async def handler(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
+        if extra_text is not None:
+            body += extra_text().encode()
         response = web.Response(body=body)
         response.content_type = "text/plain"
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST

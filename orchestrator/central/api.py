@@ -264,6 +264,7 @@ def build_app(
     readiness: Callable[[], dict[str, bool]],
     site: str,
     clock: Callable[[], float] = time.time,
+    metrics_text: Callable[[], str] | None = None,
 ) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[errors_middleware, auth_middleware(tokens)]
@@ -276,7 +277,7 @@ def build_app(
     app[OVERRIDES_KEY] = overrides
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler(registry))
+    app.router.add_get("/metrics", metrics_handler(registry, extra_text=metrics_text))
     app.router.add_get("/api/v1/state", state)
     app.router.add_get("/api/v1/plan", current_plan)
     app.router.add_get("/api/v1/sla", sla)

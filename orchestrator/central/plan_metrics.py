@@ -6,6 +6,10 @@ Read at scrape time from `PolicyLoop.last`, so a plan costs nothing extra in met
 best other candidate would have earned, so a dashboard shows each choice beside its
 alternative. SLA gauges compare committed, planned and actually serving (GPUs online and
 reporting the contract's workload) per reserved contract.
+
+The one per-GPU family, `orchestrator_gpu_expected_usd_per_hour` (10,000 samples at 10k
+GPUs), is written as exposition text by `per_gpu_text` (see `metrics.py` for why);
+`/metrics` appends it to the registry's exposition.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from prometheus_client.registry import Collector
 
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.policy_loop import PolicyLoop
-
-_GPU_LABELS = ["gpu", "UUID", "modelName", "Hostname", "workload"]
+from orchestrator.central.rendering import Family, LabelCache
 
 
 class PlanCollector(Collector):
@@ -108,11 +111,6 @@ class PlanCollector(Collector):
             "Committed GPUs the plan cannot serve",
             labels=["contract"],
         )
-        per_gpu = GaugeMetricFamily(
-            "orchestrator_gpu_expected_usd_per_hour",
-            "Planned net revenue of a GPU's chosen workload",
-            labels=_GPU_LABELS,
-        )
         by_workload = GaugeMetricFamily(
             "orchestrator_workload_expected_usd_per_hour",
             "Planned net revenue per hour, summed by workload",
@@ -135,7 +133,7 @@ class PlanCollector(Collector):
             money: dict[str, float] = defaultdict(float)
             other: dict[str, float] = defaultdict(float)
             count: dict[str, int] = defaultdict(int)
-            for key, assignment in record.plan.assignments.items():
+            for assignment in record.plan.assignments.values():
                 workload = assignment.workload or "unknown"
                 count[workload] += 1
                 chosen = next((c for c in assignment.candidates if c.workload == workload), None)
@@ -144,12 +142,6 @@ class PlanCollector(Collector):
                 )
                 if chosen is not None:
                     money[workload] += chosen.net_usd_per_hour
-                    gpu = record.gpus.get(key)
-                    node, _, index = key.rpartition(":")
-                    per_gpu.add_metric(
-                        [index, gpu.uuid if gpu else "", gpu.model if gpu else "", node, workload],
-                        chosen.net_usd_per_hour,
-                    )
                 if best_other is not None:
                     other[workload] += best_other.net_usd_per_hour
             for workload, n in sorted(count.items()):
@@ -158,7 +150,28 @@ class PlanCollector(Collector):
                 alternative.add_metric([workload], other.get(workload, 0.0))
         yield planned
         yield shortfall
-        yield per_gpu
         yield by_workload
         yield alternative
         yield gpus
+
+    def per_gpu_text(self, labels: LabelCache) -> str:
+        """`orchestrator_gpu_expected_usd_per_hour`: each GPU's planned net $/h."""
+        family = Family(
+            "orchestrator_gpu_expected_usd_per_hour",
+            "Planned net revenue of a GPU's chosen workload",
+        )
+        record = self.loop.last
+        if record is not None:
+            for key, assignment in record.plan.assignments.items():
+                workload = assignment.workload or "unknown"
+                for candidate in assignment.candidates:
+                    if candidate.workload == workload:
+                        gpu = record.gpus.get(key)
+                        node, _, index = key.rpartition(":")
+                        uuid, model = (gpu.uuid, gpu.model) if gpu else ("", "")
+                        family.add(
+                            labels.get(index, uuid, model, node, workload),
+                            candidate.net_usd_per_hour,
+                        )
+                        break
+        return "".join(family.lines)

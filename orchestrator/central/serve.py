@@ -22,7 +22,7 @@ from orchestrator.central.auth import TokenChecker
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
-from orchestrator.central.metrics import FleetCollector
+from orchestrator.central.metrics import FleetMetrics
 from orchestrator.central.overrides import OverrideService
 from orchestrator.central.plan_metrics import PlanCollector
 from orchestrator.central.policy_loop import PolicyLoop
@@ -63,7 +63,7 @@ class CentralDaemon:
             max_payload_bytes=config.mqtt.max_payload_bytes,
             clock=clock,
         )
-        self.registry.register(FleetCollector(self.fleet, clock=clock))
+        self.fleet_metrics = FleetMetrics(self.fleet, clock=clock)
         password = (
             resolve_secret(config.mqtt.password, key="mqtt.password")
             if config.mqtt.password
@@ -107,11 +107,16 @@ class CentralDaemon:
         )
         self.overrides = OverrideService(loop=self.policy, store=self.store)
         self.tokens = TokenChecker(config.http.tokens)
-        self.registry.register(PlanCollector(self.policy, self.fleet))
+        self.plan_metrics = PlanCollector(self.policy, self.fleet)
+        self.registry.register(self.plan_metrics)
         self.ingest.extra_handlers["events"] = self.dispatcher.on_event
         self.state_loaded = False
         self.http: HttpListener | None = None
         self.ready = asyncio.Event()
+
+    def _metrics_text(self) -> str:
+        """The per-GPU families, written as text after the registry's exposition."""
+        return self.fleet_metrics.text() + self.plan_metrics.per_gpu_text(self.fleet_metrics.labels)
 
     def readiness(self) -> dict[str, bool]:
         return {"broker_connected": self.link.connected.is_set(), "state_loaded": self.state_loaded}
@@ -152,6 +157,7 @@ class CentralDaemon:
             readiness=self.readiness,
             site=self.config.mqtt.site,
             clock=self.clock,
+            metrics_text=self._metrics_text,
         )
         self.http = await start_http(app, host=self.config.http.host, port=self.config.http.port)
         log.info("http listening", url=self.http.url)
