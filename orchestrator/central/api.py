@@ -22,6 +22,7 @@ from orchestrator.central.fleet import FleetState, NodeRecord
 from orchestrator.central.openapi import openapi_document
 from orchestrator.central.overrides import OverrideRejected, OverrideRequest, OverrideService
 from orchestrator.central.policy_loop import PlanRecord, PolicyLoop
+from orchestrator.central.rendering import StateRenderer
 from orchestrator.central.statuspage import add_status_page
 from orchestrator.central.views import contracts_json, explain_json, plan_json
 from orchestrator.domain import UNKNOWN, NodeStatus, gpu_key
@@ -33,6 +34,7 @@ CLOCK_KEY: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 SITE_KEY = web.AppKey("site", str)
 POLICY_KEY = web.AppKey("policy", PolicyLoop)
 OVERRIDES_KEY = web.AppKey("overrides", OverrideService)
+STATE_RENDERER_KEY = web.AppKey("state_renderer", StateRenderer)
 
 log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -86,21 +88,20 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def state(request: web.Request) -> web.Response:
-    fleet = request.app[FLEET_KEY]
-    now_s = request.app[CLOCK_KEY]()
+    """The whole fleet: the document `node_json` describes for every node, by name.
+
+    Written by `StateRenderer` as text (at 10k GPUs the dict-and-`json.dumps` way took
+    0.3 s a request on a 2-core machine); the JSON document is the same."""
     last = request.app[POLICY_KEY].last
-    nodes = [
-        node_json(record, now_s, last) for record in sorted(fleet.nodes.values(), key=_by_name)
-    ]
-    return web.json_response(
-        {
-            "site": request.app[SITE_KEY],
-            "generated_at_s": now_s,
-            "summary": fleet.counts(),
-            "plan_generation": last.generation if last else None,
-            "nodes": nodes,
-        }
+    body = request.app[STATE_RENDERER_KEY].render(
+        fleet=request.app[FLEET_KEY],
+        site=request.app[SITE_KEY],
+        now_s=request.app[CLOCK_KEY](),
+        assignments=last.plan.assignments if last else None,
+        plan=last,
+        plan_generation=last.generation if last else None,
     )
+    return web.Response(body=body, content_type="application/json")
 
 
 def _no_plan() -> web.Response:
@@ -275,6 +276,7 @@ def build_app(
     app[SITE_KEY] = site
     app[POLICY_KEY] = policy
     app[OVERRIDES_KEY] = overrides
+    app[STATE_RENDERER_KEY] = StateRenderer()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler(registry, extra_text=metrics_text))

@@ -1,25 +1,158 @@
-"""Whole-fleet renderings written as text: the per-GPU metric families.
+"""Whole-fleet renderings written as text: `/api/v1/state` and the per-GPU metric families.
 
-At 10,000 GPUs `/metrics` made a prometheus_client `Sample` per GPU and family (80,000)
-and formatted each label set again on every scrape. `Family` and `LabelCache` (used by
-`metrics.py` and `plan_metrics.py`) write the same exposition by concatenating strings: each
-GPU's label set (`gpu`, `UUID`, `modelName`, `Hostname`) is escaped once and remembered by
-its values; a line is the family name, the labels (sorted by name, as prometheus_client
-sorts them) and the value formatted as prometheus_client formats it (`floatToGoString`).
+At 10,000 GPUs the generic paths cost most of a core: `/api/v1/state` built one dict per GPU
+with pydantic's `model_dump` and then ran `json.dumps` over 9 MB, and `/metrics` made a
+prometheus_client `Sample` per GPU and family (80,000) and formatted each label set again on
+every scrape. This module produces the same documents by concatenating strings:
 
+- state: each GPU's telemetry is serialised by pydantic-core straight to JSON (`to_json`),
+  the few fields around it are quoted by the C string encoder of `json`; a node's rendered
+  `gpus` array is kept and reused while the node's snapshot object, its online flag and the
+  plan are the same objects (a second scrape within the telemetry interval costs little);
+- metrics (`Family`, `LabelCache`, used by `metrics.py` and `plan_metrics.py`): each GPU's
+  label set (`gpu`, `UUID`, `modelName`, `Hostname`) is escaped once and
+  remembered by its values; a line is the family name, the labels and the value formatted as
+  prometheus_client formats it (`floatToGoString`), so the exposition is the one the
+  collectors produced, family for family and sample for sample.
+
+Reads only: the fleet and the newest plan as they stand at the call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go  # noqa: N813
+
+from orchestrator.central.fleet import FleetState, NodeRecord
+from orchestrator.domain import UNKNOWN, NodeStatus, gpu_key
+from orchestrator.policy.model import Assignment
+from orchestrator.protocol import GpuTelemetry
+
+_GPU_JSON = GpuTelemetry.__pydantic_serializer__
 
 
 def floatToGoString(value: float) -> str:  # noqa: N802  (prometheus_client's name)
     """prometheus_client's own value formatting, typed."""
     text: str = _untyped_float_to_go(value)  # type: ignore[no-untyped-call]
     return text
+
+
+def _json_or_null(value: str | None) -> str:
+    return "null" if value is None else str(_quote(value))
+
+
+# ------------------------------------------------------------------ /api/v1/state
+
+
+@dataclass(slots=True)
+class _RenderedGpus:
+    telemetry: object
+    online: bool
+    plan: object
+    text: str
+
+
+class StateRenderer:
+    """`/api/v1/state` as bytes; reuses each node's `gpus` array while nothing changed."""
+
+    def __init__(self) -> None:
+        self._gpus: dict[str, _RenderedGpus] = {}
+
+    def render(
+        self,
+        *,
+        fleet: FleetState,
+        site: str,
+        now_s: float,
+        assignments: Mapping[str, Assignment] | None,
+        plan: object,
+        plan_generation: int | None,
+    ) -> bytes:
+        records = sorted(fleet.nodes.values(), key=_by_name)
+        nodes = ", ".join(self._node(r, now_s, assignments, plan) for r in records)
+        head = json.dumps(
+            {
+                "site": site,
+                "generated_at_s": now_s,
+                "summary": fleet.counts(),
+                "plan_generation": plan_generation,
+            }
+        )
+        self._forget_missing(fleet)
+        return f'{head[:-1]}, "nodes": [{nodes}]}}'.encode()
+
+    def _node(
+        self,
+        record: NodeRecord,
+        now_s: float,
+        assignments: Mapping[str, Assignment] | None,
+        plan: object,
+    ) -> str:
+        telemetry = record.telemetry
+        head = json.dumps(
+            {
+                "node": record.name,
+                "status": record.status.value,
+                "status_reason": record.status_reason,
+                "status_since_s": record.status_changed_at_s,
+                "last_report_age_s": (
+                    None if record.received_at_s is None else round(now_s - record.received_at_s, 3)
+                ),
+                "reports_total": record.reports_total,
+                "agent_version": telemetry.agent_version if telemetry else None,
+                "nvml_backend": telemetry.nvml_backend if telemetry else None,
+                "driver_version": telemetry.driver_version if telemetry else None,
+            }
+        )
+        return f'{head[:-1]}, "gpus": [{self._gpus_of(record, assignments, plan)}]}}'
+
+    def _gpus_of(
+        self, record: NodeRecord, assignments: Mapping[str, Assignment] | None, plan: object
+    ) -> str:
+        telemetry = record.telemetry
+        if telemetry is None:
+            return ""
+        online = record.status is NodeStatus.ONLINE
+        cached = self._gpus.get(record.name)
+        if (
+            cached is not None
+            and cached.telemetry is telemetry
+            and cached.online == online
+            and cached.plan is plan
+        ):
+            return cached.text
+        parts = []
+        for gpu in telemetry.gpus:
+            reported = gpu.workload.workload if gpu.workload else UNKNOWN
+            key = gpu_key(record.name, gpu.index)
+            assignment = assignments.get(key) if assignments is not None else None
+            state = gpu.health.value if online else UNKNOWN
+            parts.append(
+                f'{{"gpu": {_quote(key)}, "uuid": {_json_or_null(gpu.uuid)}, '
+                f'"state": {_quote(state)}, '
+                f'"workload": {_quote(reported if online else UNKNOWN)}, '
+                f'"last_reported_workload": {_quote(reported)}, '
+                f'"planned_workload": '
+                f"{_json_or_null(assignment.workload if assignment else None)}, "
+                f'"reason": {_json_or_null(assignment.reason if assignment else None)}, '
+                f'"telemetry": {_GPU_JSON.to_json(gpu, exclude_none=True).decode()}}}'
+            )
+        text = ", ".join(parts)
+        self._gpus[record.name] = _RenderedGpus(telemetry, online, plan, text)
+        return text
+
+    def _forget_missing(self, fleet: FleetState) -> None:
+        if len(self._gpus) > len(fleet.nodes):
+            for name in [n for n in self._gpus if n not in fleet.nodes]:
+                del self._gpus[name]
+
+
+def _by_name(record: NodeRecord) -> str:
+    return record.name
 
 
 # ------------------------------------------------------------------ per-GPU metric families

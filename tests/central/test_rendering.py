@@ -3,6 +3,7 @@ generic paths said: the same JSON document, the same exposition lines."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,10 +11,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from orchestrator.central.api import node_json
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.metrics import FleetMetrics
 from orchestrator.central.plan_metrics import PlanCollector
-from orchestrator.central.rendering import LabelCache
+from orchestrator.central.rendering import LabelCache, StateRenderer
 from orchestrator.domain import Health, NodeStatus
 from orchestrator.policy.model import Assignment, CandidateValue
 from orchestrator.protocol import (
@@ -85,6 +87,46 @@ def _assignments() -> dict[str, Assignment]:
             "rig-b:1", None, None, changed=False, reason="unknown", lock="offline", candidates=()
         ),
     }
+
+
+def _old_state(fleet: FleetState, plan: Any) -> dict[str, Any]:
+    """`/api/v1/state` as the handler built it before the text rendering."""
+    return {
+        "site": "s",
+        "generated_at_s": NOW_S,
+        "summary": fleet.counts(),
+        "plan_generation": plan.generation if plan else None,
+        "nodes": [
+            node_json(r, NOW_S, plan) for r in sorted(fleet.nodes.values(), key=lambda r: r.name)
+        ],
+    }
+
+
+def _render(renderer: StateRenderer, fleet: FleetState, plan: Any) -> dict[str, Any]:
+    body = renderer.render(
+        fleet=fleet,
+        site="s",
+        now_s=NOW_S,
+        assignments=plan.plan.assignments if plan else None,
+        plan=plan,
+        plan_generation=plan.generation if plan else None,
+    )
+    document: dict[str, Any] = json.loads(body)
+    return document
+
+
+def test_state_rendering_is_the_document_the_dicts_made_with_and_without_a_plan() -> None:
+    fleet = _fleet()
+    plan = SimpleNamespace(generation=7, plan=SimpleNamespace(assignments=_assignments()))
+    renderer = StateRenderer()
+    assert _render(renderer, fleet, None) == _old_state(fleet, None)
+    assert _render(renderer, fleet, plan) == _old_state(fleet, plan)
+    # a node's gpus are reused while nothing changed, and redone when its presence changes
+    assert _render(renderer, fleet, plan) == _old_state(fleet, plan)
+    fleet.apply_status(NodeStatusMessage(node="rig-a", status=NodeStatus.OFFLINE), now_s=NOW_S)
+    rendered = _render(renderer, fleet, plan)
+    assert rendered == _old_state(fleet, plan)
+    assert {g["state"] for g in rendered["nodes"][0]["gpus"]} == {"unknown"}
 
 
 class _OldFleetCollector(Collector):
