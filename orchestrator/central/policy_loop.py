@@ -275,7 +275,7 @@ class PolicyLoop:
             return
         store = self.store
         now_s = self.clock()
-        self.generation = store.last_generation()
+        self.generation = store.begin_term()  # above every generation of earlier terms
         self.dispatcher.restore(store.open_commands())
         rows, last_accrual_s = store.load_ledger()
         by_id = {c.id: c for c in self.policy.contracts.reserved}

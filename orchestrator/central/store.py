@@ -94,6 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 OPEN_COMMAND_STATES = ("publishing", "in_flight")
+GENERATION_TERM_BITS = 32  # a plan generation is term << 32 | plans made in the term
 
 # key, source, kind, value, fetched_at_s, staleness_s, provenance
 QuoteRow = tuple[str, str, str, float, float, float, dict[str, Any]]
@@ -375,6 +376,23 @@ class Store:
     def last_generation(self) -> int:
         row = self.db.execute("SELECT MAX(generation) FROM plans").fetchone()
         return int(row[0] or 0)
+
+    def begin_term(self) -> int:
+        """Start a new leadership term; return the generation its plans count up from.
+
+        A plan generation is `term * 2**32 + n`. Each daemon that takes charge of the site
+        (today: each start of `serve`; with a leader lease: each daemon that takes the lease)
+        increments the term in the store in one transaction, so every generation it issues
+        is above every generation any earlier term could issue, even one a deposed leader
+        keeps counting in memory. Agents refuse a command older than the newest generation
+        they acted on, so once a node has acted on the new leader's command, the old
+        leader's orders to it are refused (see docs/scaling.md).
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'term'").fetchone()
+            term = (int(row[0]) if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('term', ?)", (str(term),))
+        return max(self.last_generation(), term << GENERATION_TERM_BITS)
 
     # ------------------------------------------------------------------ SLA ledger
 
