@@ -139,17 +139,19 @@ class Page:
 
     async def click(self, selector: str, *, modifiers: int = 0) -> None:
         """A real left click in the middle of the first element matching `selector`."""
-        box = await self.evaluate(
+        # where the element is, once nothing covers it there (a panel above may still grow)
+        box = await self.wait_for(
             f"""(() => {{
                 const el = document.querySelector({json.dumps(selector)});
                 if (!el) return null;
                 el.scrollIntoView({{block: 'center'}});
                 const r = el.getBoundingClientRect();
-                return {{x: r.x + r.width / 2, y: r.y + r.height / 2}};
-            }})()"""
+                const x = r.x + r.width / 2, y = r.y + r.height / 2;
+                return el.contains(document.elementFromPoint(x, y)) ? {{x, y}} : null;
+            }})()""",
+            what=f"{selector!r} to be on the page and clickable",
+            timeout_s=5,
         )
-        if box is None:
-            raise PageError(f"nothing on the page matches {selector!r}")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             await self.send(
                 "Input.dispatchMouseEvent",

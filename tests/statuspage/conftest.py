@@ -54,7 +54,9 @@ async def site(mosquitto: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Site
         state_dir=tmp_path / "demo",
         tokens=TOKENS,
     )
-    central = CentralDaemon(serve_config)
+    # the SLA ledger accrues every half second, so availability shows within one poll
+    sla = serve_config.sla.model_copy(update={"accrual_interval_s": 0.5})
+    central = CentralDaemon(serve_config.model_copy(update={"sla": sla}))
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(running(central))
         for config in agent_configs:

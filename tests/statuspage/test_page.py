@@ -3,11 +3,15 @@ that its controls reach the API (and show the API's refusals in its own words)."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from typing import Any
 
 import pytest
 
+from orchestrator.demo.broker import free_port
 from orchestrator.domain import workload_kind
 from tests.statuspage.browser import CTRL, Page
 from tests.statuspage.conftest import ARTIFACTS, OPERATOR, VIEWER, Site
@@ -80,10 +84,14 @@ async def test_the_page_shows_the_fleet_prices_contracts_and_decisions(
     await page.wait_for(
         "document.querySelector('#contracts tr[data-contract=spot]')", what="the contracts table"
     )
-    acme = await page.text("#contracts tr[data-contract=acme]")
+    acme_row = "#contracts tr[data-contract=acme]"
+    await page.wait_for(
+        f"document.querySelector('{acme_row}').innerText.includes('of 99.0 %')",
+        what="acme's availability this period against its target",
+    )
+    acme = await page.text(acme_row)
     assert "$1.40/GPU·h" in acme
-    assert "12" in acme  # committed
-    assert "of 99.0 %" in acme  # availability against its target
+    assert "\t12\t" in acme  # committed
     assert "$0.30/GPU·h" in await page.text("#contracts tr[data-contract=spot]")
 
     # decisions: the planner's, with their reasons; plans without switches on request
@@ -190,6 +198,7 @@ async def test_a_viewer_token_reads_the_page_and_sees_the_403_text(site: Site, p
     assert await page.evaluate("document.querySelector('#banner').hidden")
 
     await page.click('#grid button[data-gpu="node-02:1"]')
+    await page.wait_for("document.querySelector('#explain table')", what="the explanation")
     await page.type("#reason", "try")
     await page.click("#pin-button")
     await page.wait_for(
@@ -206,3 +215,47 @@ async def test_a_wrong_token_is_refused_with_a_prompt(site: Site, page: Page) ->
         what="the page to say the token was refused",
     )
     assert await page.evaluate(f"{CELLS}.length") == 0
+
+
+async def test_the_url_the_demo_prints_opens_its_fleet(page: Page) -> None:
+    """The real `orchestrator demo`: its printed status page URL carries its operator token."""
+    port = free_port()
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "demo",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--http",
+        f"127.0.0.1:{port}",
+        "--duration",
+        "40",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert demo.stdout is not None
+    try:
+        url = None
+        async with asyncio.timeout(20):
+            while url is None:
+                line = (await demo.stdout.readline()).decode()
+                assert line, "the demo ended before it printed its URLs"
+                if line.strip().startswith("status page:"):
+                    url = line.split()[-1]
+        assert url.startswith(f"http://127.0.0.1:{port}/#token=")
+        await page.open(url)
+        await page.wait_for(f"{CELLS}.length === 8", what="the demo's 8 GPUs")
+        assert await page.evaluate("location.hash") == ""
+        kinds = set((await page_cells(page)).values())
+        assert kinds <= {"k-mine", "k-ai", "k-idle"}, kinds
+    finally:
+        if demo.returncode is None:
+            demo.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(demo.communicate(), timeout=15)
+            except TimeoutError:
+                demo.kill()
+                await demo.wait()

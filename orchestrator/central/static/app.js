@@ -280,6 +280,9 @@ $("override-form").addEventListener("submit", (event) => {
 });
 $("drain-button").addEventListener("click", () => submit(true));
 $("clear-selection").addEventListener("click", () => grid.setSelection([]));
+$("node-select").addEventListener("change", () => {
+  document.querySelector('input[name="target"][value="node"]').checked = true;
+});
 $("force-button").addEventListener("click", () => {
   if (page.pending) sendOverride({ ...page.pending, force: true });
 });

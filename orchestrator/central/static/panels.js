@@ -138,13 +138,15 @@ export function renderContracts(container, sla, plan, nodes) {
     const reserved = contract.kind === "reserved";
     const servingCount = serving.get(workload) || 0;
     const short = reserved && status && status.active && servingCount < contract.committed_gpus;
-    const availability = ledger
-      ? h(
+    const availability = !ledger
+      ? "—"
+      : ledger.availability_fraction === null || ledger.availability_fraction === undefined
+        ? h("span", { class: "muted" }, "no committed hours yet")
+        : h(
           "span",
           { class: ledger.below_target ? "tag bad" : "tag ok" },
           `${pct(ledger.availability_fraction)} of ${pct(ledger.availability_target_fraction)}`,
-        )
-      : "—";
+        );
     return h(
       "tr",
       { "data-contract": contract.contract },
@@ -224,7 +226,10 @@ export function renderDecisions(container, decisions, { quietPlans }) {
     .filter((e) => !(quietPlans && e.kind === "plan" && e.switches === 0))
     .slice(0, 60);
   if (!shown.length) {
-    replace(container, h("p", { class: "muted" }, "No decisions yet."));
+    const note = quietPlans && decisions.length
+      ? "No switches or overrides yet (plans without switches are hidden)."
+      : "No decisions yet.";
+    replace(container, h("p", { class: "muted" }, note));
     return;
   }
   const items = shown.map((entry) => {
