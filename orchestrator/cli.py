@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.backtest.cli import add_backtest_parser, run_backtest_command
 from orchestrator.config import AgentConfig, ServeConfig, load_config
+from orchestrator.config.backtest import add_backtest_parser
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.lifecycle import install_signal_handlers
 from orchestrator.logs import configure_logging
@@ -152,6 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_daemon(lambda stop: run_demo(options, stop))
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    # imported here: the planner, HiGHS and numpy are for backtests, not the daemons' memory
+    from orchestrator.backtest.cli import run_backtest_command  # noqa: PLC0415
+
+    return run_backtest_command(args)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     from orchestrator.config.policy import contract_problems  # noqa: PLC0415
 
@@ -270,7 +277,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "miner": cmd_miner_read,
     "explain": cmd_explain,
     "token": cmd_token_new,
-    "backtest": run_backtest_command,
+    "backtest": cmd_backtest,
 }
 
 

@@ -30,7 +30,6 @@ import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -46,50 +45,16 @@ from orchestrator.backtest.prices import (
 from orchestrator.backtest.report import format_table, render_svg, to_json
 from orchestrator.backtest.strategies import default_strategies
 from orchestrator.backtest.sweep import format_sweep, parse_duration_s, parse_sweep, run_sweep
-from orchestrator.config.backtest import BacktestSection
+from orchestrator.config.backtest import BacktestSection, add_backtest_parser
 from orchestrator.config.policy import PolicySection, contract_problems
 from orchestrator.policy.model import PolicyInputs, policy_from_config
 
 EXIT_BAD_INPUT = 2
+__all__ = ["add_backtest_parser", "main", "run_backtest_command"]
 
 
 class BacktestInputError(Exception):
     """Unusable input; the message names the file and line or the key."""
-
-
-def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `backtest` to an argparse subparsers object; returns its parser."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "backtest",
-        help="replay recorded prices through the planner and compare strategies",
-        description="Replay a price history with the configured fleet and contracts through "
-        "the real planner, and compare it with always-mine, always-AI, a static split and "
-        "the hindsight optimum. Formats: docs/backtest.md.",
-    )
-    parser.add_argument("--config", "-c", required=True, type=Path, help="serve config TOML")
-    parser.add_argument("--prices", required=True, type=Path, help="hashprice CSV")
-    parser.add_argument("--power", type=Path, help="power price CSV (timestamp,power_usd_per_kwh)")
-    parser.add_argument("--from", dest="start", help="first step (ISO date or timestamp, UTC)")
-    parser.add_argument("--to", dest="end", help="end, exclusive (ISO date or timestamp, UTC)")
-    parser.add_argument("--step", help="step length: 3600, 15m, 1h, 1d")
-    parser.add_argument("--fleet", help='"MODEL=COUNT@GIB;..." instead of [backtest.fleet]')
-    parser.add_argument("--split", type=float, help="AI fraction of the static-split baseline")
-    parser.add_argument("--max-gap", help="largest allowed gap between rows (duration)")
-    parser.add_argument(
-        "--fill-gaps",
-        action="store_true",
-        help="carry the last price over gaps and empty cells (and say how many)",
-    )
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
-    parser.add_argument("--svg", type=Path, help="write the chart as SVG here")
-    parser.add_argument(
-        "--sweep",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2",
-        help="sweep margin, dwell or horizon (repeatable; a grid of all given)",
-    )
-    return parser
 
 
 def _parse_moment(text: str) -> float:
