@@ -114,6 +114,14 @@ class Dispatcher:
             ["reason"],
             registry=registry,
         )
+        # every known label value exists at 0 from the start, so that increase() in the
+        # alert rules sees the first failure instead of a series appearing at 1
+        for result in ("ok", "failed", "rolled_back", "refused", "timeout", "superseded"):
+            self.finished.labels(result)
+        for kind in ("mining", "ai", "idle"):
+            self.planned.labels(kind)
+        for result in ("sent", "unsent", "retried"):
+            self.published.labels(result)
 
     def targets(self) -> Mapping[str, str]:
         """GPU -> the workload it is being switched to, for the planner."""

@@ -141,7 +141,10 @@ def build_runners(
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> list[FeedRunner]:
-    """One runner per source, with the section's backoff."""
+    """One runner per source, with the section's backoff; its counters start at 0."""
+    if metrics is not None:
+        for source in sources:
+            metrics.start_feed(source.name)
     backoff = Backoff(
         initial_s=market.backoff_initial_s, max_s=market.backoff_max_s, jitter=market.backoff_jitter
     )

@@ -57,6 +57,12 @@ class FeedMetrics:
         if book is not None:
             registry.register(MarketBookCollector(book, clock))
 
+    def start_feed(self, feed: str) -> None:
+        """Create a feed's fetch counters at 0 (`ok`, `timeout`, `error`), so that the
+        alert's increase() counts its first failure; other reasons appear when they occur."""
+        for result in ("ok", "timeout", "error"):
+            self.fetch_total.labels(feed=feed, result=result)
+
 
 class MarketBookCollector(Collector):
     """Price gauges computed from `book.snapshot(clock())` at each scrape."""
