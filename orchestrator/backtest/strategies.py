@@ -33,10 +33,11 @@ instead; every strategy here does the same, but the lowest draw of split fleets 
 differ.)
 
 The stateless strategies (all but `LivePolicy`) solve one small MILP per step over
-(fleet group, workload) counts with HiGHS, the same model as the planner's but without
-per-GPU state; the solution depends only on the prices and the active contracts, so it is
-cached on them (provably identical inputs, identical answer). Counts become moves keeping
-as many GPUs in place as possible, lowest GPU index first.
+(fleet group, workload) counts with the planner's solver (`orchestrator.policy.milp`),
+the same model as the planner's but without per-GPU state; the solution depends only on
+the prices and the active contracts, so it is cached on them (provably identical inputs,
+identical answer). Counts become moves keeping as many GPUs in place as possible, lowest
+GPU index first.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-
-import highspy
 
 from orchestrator.backtest.engine import (
     WARM_START_AGE_S,
@@ -58,6 +57,7 @@ from orchestrator.backtest.engine import (
     workload_rates,
 )
 from orchestrator.policy.economics import power_cost_usd_per_hour
+from orchestrator.policy.milp import INF, Milp
 from orchestrator.policy.model import (
     AI_PREFIX,
     IDLE,
@@ -67,17 +67,8 @@ from orchestrator.policy.model import (
 )
 from orchestrator.policy.planner import plan
 
-_INTEGRALITY = 1e-7
 _FEASIBILITY_W = 1e-6
-_INF = highspy.kHighsInf
 TIE_BREAK_USD_PER_GPU_HOUR = 1e-6
-# Exact optimum, one thread (deterministic), quiet.
-_HIGHS_OPTIONS: dict[str, bool | float | int] = {
-    "output_flag": False,
-    "threads": 1,
-    "mip_rel_gap": 0.0,
-    "mip_abs_gap": 1e-9,
-}
 
 
 class LivePolicy:
@@ -358,10 +349,10 @@ def best_counts(
         )
         cap_w = max(scenario.policy.settings.site_power_cap_kw * 1000.0, lowest_w)
     for pin in (True, False) if hard_reserved else (False,):
-        lp = _Lp()
-        class_rows = [lp.row(len(c.gpus), len(c.gpus)) for c in classes]
-        contract_rows = {c: lp.row(-_INF, 0.0) for c in contract_ids}
-        power_row = lp.row(-_INF, cap_w + _FEASIBILITY_W) if cap_w is not None else -1
+        milp = Milp()
+        class_rows = [milp.add_row(len(c.gpus), len(c.gpus)) for c in classes]
+        contract_rows = {c: milp.add_row(-INF, 0.0) for c in contract_ids}
+        power_row = milp.add_optional_row(cap_w, upper=True, slack=_FEASIBILITY_W)
         for k, row in enumerate(rates):
             for j, r in enumerate(row):
                 assert r is not None  # options were filtered on it  # noqa: S101
@@ -371,14 +362,14 @@ def best_counts(
                 entries = [(class_rows[k], 1.0), (power_row, r.power_w)]
                 if r.paid_by is not None:
                     entries.append((contract_rows[r.paid_by], -1.0))
-                lp.column(own, 0.0, float(len(classes[k].gpus)), entries, integer=True)
+                milp.add_column(own, 0.0, float(len(classes[k].gpus)), entries, integer=True)
         for c in contract_ids:
             t = terms[c]
             lower = float(t.committed_gpus) if pin else 0.0
-            upper = t.cap_gpus if math.isfinite(t.cap_gpus) else _INF
+            upper = t.cap_gpus if math.isfinite(t.cap_gpus) else INF
             paid = t.paid_usd_per_gpu_hour + t.penalty_usd_per_gpu_hour
-            lp.column(paid, lower, upper, [(contract_rows[c], 1.0)], integer=False)
-        values = lp.solve()
+            milp.add_column(paid, lower, upper, [(contract_rows[c], 1.0)], integer=False)
+        values = milp.solve()
         if values is None:
             continue
         counts: list[list[int]] = []
@@ -388,92 +379,6 @@ def best_counts(
             position += len(row)
         return counts
     raise RuntimeError(f"step {step}: no assignment fits (a bug: idle always fits the cap)")
-
-
-class _Lp:
-    """A small maximisation MILP in column form for HiGHS."""
-
-    def __init__(self) -> None:
-        self.costs: list[float] = []
-        self.lower: list[float] = []
-        self.upper: list[float] = []
-        self.integer: list[bool] = []
-        self.starts: list[int] = [0]
-        self.index: list[int] = []
-        self.values: list[float] = []
-        self.row_lower: list[float] = []
-        self.row_upper: list[float] = []
-
-    def row(self, lower: float, upper: float) -> int:
-        self.row_lower.append(float(lower))
-        self.row_upper.append(float(upper))
-        return len(self.row_lower) - 1
-
-    def column(
-        self,
-        cost: float,
-        lower: float,
-        upper: float,
-        entries: list[tuple[int, float]],
-        *,
-        integer: bool,
-    ) -> None:
-        self.costs.append(cost)
-        self.lower.append(lower)
-        self.upper.append(upper)
-        self.integer.append(integer)
-        for row, value in entries:
-            if row >= 0:
-                self.index.append(row)
-                self.values.append(value)
-        self.starts.append(len(self.index))
-
-    def solve(self) -> list[float] | None:
-        """Optimal column values (LP first; branch and bound only if it is fractional)."""
-        lp = highspy.HighsLp()
-        lp.num_col_ = len(self.costs)
-        lp.num_row_ = len(self.row_lower)
-        lp.sense_ = highspy.ObjSense.kMaximize
-        lp.col_cost_ = self.costs
-        lp.col_lower_ = self.lower
-        lp.col_upper_ = self.upper
-        lp.row_lower_ = self.row_lower
-        lp.row_upper_ = self.row_upper
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = self.starts
-        lp.a_matrix_.index_ = self.index
-        lp.a_matrix_.value_ = self.values
-        solver = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no stubs
-        for name, value in _HIGHS_OPTIONS.items():
-            solver.setOptionValue(name, value)
-        solver.setOptionValue("presolve", "off")
-        values = _run(solver, lp)
-        if values is None or all(
-            abs(v - round(v)) <= _INTEGRALITY
-            for v, integer in zip(values, self.integer, strict=True)
-            if integer
-        ):
-            return values
-        lp.integrality_ = [
-            highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-            for i in self.integer
-        ]
-        solver.setOptionValue("presolve", "on")
-        return _run(solver, lp)
-
-
-def _run(solver: highspy.Highs, lp: highspy.HighsLp) -> list[float] | None:
-    solver.passModel(lp)
-    solver.run()
-    status = solver.getModelStatus()
-    if status in (
-        highspy.HighsModelStatus.kInfeasible,
-        highspy.HighsModelStatus.kUnboundedOrInfeasible,
-    ):
-        return None
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS stopped with {solver.modelStatusToString(status)}")
-    return list(solver.getSolution().col_value)
 
 
 def default_strategies(ai_fraction: float) -> list[LivePolicy | _PerStepBest]:

@@ -25,9 +25,10 @@ per-GPU assignment maps to per-class counts with the same objective and constrai
 and any integer counts map back to a per-GPU assignment: the aggregation is exact. The
 MILP has one integer count per (class, option) and one served-count per contract, which
 is a transportation problem plus at most three side rows, and HiGHS solves it in
-milliseconds. The common case is one solve (tiers 3 and 4 already satisfied). When that is
-infeasible, a second solve minimises (shortfall, broken locks) with integer weights and a
-third maximises profit at that level.
+milliseconds (`orchestrator.policy.milp`: the LP relaxation first, exact). The common case
+is one solve (tiers 3 and 4 already satisfied). When that is infeasible, a second solve
+minimises (shortfall, broken locks) with integer weights and a third maximises profit at
+that level.
 
 Disaggregation is deterministic: members in key order, except that within a dwell class
 the GPUs that switched most recently are the ones kept in place.
@@ -39,8 +40,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import highspy
-
 from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
 from orchestrator.policy.explain import (
     ContractFacts,
@@ -49,6 +48,7 @@ from orchestrator.policy.explain import (
     fixed_reason,
     gpu_reason,
 )
+from orchestrator.policy.milp import INF, Milp, SolverError
 from orchestrator.policy.model import (
     MINE_PREFIX,
     Assignment,
@@ -64,18 +64,7 @@ from orchestrator.policy.model import (
 )
 
 _FEASIBILITY_W = 1e-6
-_INTEGRALITY = 1e-7
-_INF = highspy.kHighsInf
-_INTEGER = highspy.HighsVarType.kInteger
-_CONTINUOUS = highspy.HighsVarType.kContinuous
-# Exact optimum (no relative gap), one thread (the plan must be deterministic), quiet.
-_HIGHS_OPTIONS: dict[str, bool | float | int] = {
-    "output_flag": False,
-    "mip_rel_gap": 0.0,
-    "mip_abs_gap": 1e-9,
-    "threads": 1,
-    "random_seed": 0,
-}
+_INTEGER_SLACK = 0.5  # a `>=` row on an integer total admits exactly the integers >= bound
 
 
 class PlanningError(Exception):
@@ -167,7 +156,7 @@ class _Problem:
         weight x committed GPUs served (when `hard_sla`) + soft-locked GPUs kept in place,
         all integers; `min_served` and `min_stays` then hold the levels it found.
         """
-        milp = _Milp()
+        milp = Milp()
         group_rows: dict[int, int] = {}
         group_size: dict[int, int] = {}
         for cls in self.classes:
@@ -175,11 +164,11 @@ class _Problem:
         for group, group_gpus in group_size.items():
             group_rows[group] = milp.add_row(group_gpus, group_gpus)
         contract_row = {
-            c: milp.add_row(-_INF, self.fixed_counts.get(c, 0)) for c in self.contract_ids
+            c: milp.add_row(-INF, self.fixed_counts.get(c, 0)) for c in self.contract_ids
         }
-        power_row = milp.add_optional_row(self.power_budget_w, upper=True)
-        sla_row = milp.add_optional_row(min_served, upper=False)
-        stay_row = milp.add_optional_row(min_stays, upper=False)
+        power_row = milp.add_optional_row(self.power_budget_w, upper=True, slack=_FEASIBILITY_W)
+        sla_row = milp.add_optional_row(min_served, upper=False, slack=_INTEGER_SLACK)
+        stay_row = milp.add_optional_row(min_stays, upper=False, slack=_INTEGER_SLACK)
 
         def entries(row: int, option: Option, *, kept: bool) -> list[tuple[int, float]]:
             return [
@@ -231,9 +220,12 @@ class _Problem:
                 paid = lexicographic_weight if hard_sla and t.committed else 0.0
             column = [(contract_row[contract_id], 1.0), (sla_row if t.committed else -1, 1.0)]
             lower = float(t.committed) if pin_sla else 0.0
-            upper = t.paid_cap if math.isfinite(t.paid_cap) else _INF
+            upper = t.paid_cap if math.isfinite(t.paid_cap) else INF
             milp.add_column(paid, lower, upper, column, integer=False)
-        solution = milp.solve()
+        try:
+            solution = milp.solve()
+        except SolverError as exc:
+            raise PlanningError(str(exc)) from exc
         if solution is None:
             return None
         values = [round(v) for v in solution]
@@ -267,106 +259,6 @@ class _Problem:
                 counts[k][j] += 1
             position[group] = start + n
         return counts
-
-
-@dataclass(slots=True)
-class _Milp:
-    """A maximisation MILP in column form, built one row and one column at a time."""
-
-    costs: list[float] = field(default_factory=list)
-    lower: list[float] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    integer: list[highspy.HighsVarType] = field(default_factory=list)
-    starts: list[int] = field(default_factory=lambda: [0])
-    rows: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    row_lower: list[float] = field(default_factory=list)
-    row_upper: list[float] = field(default_factory=list)
-
-    def add_row(self, lower: float, upper: float) -> int:
-        self.row_lower.append(float(lower))
-        self.row_upper.append(float(upper))
-        return len(self.row_lower) - 1
-
-    def add_optional_row(self, bound: float | None, *, upper: bool) -> int:
-        """A row `<= bound` (`upper`) or `>= bound` on integer totals; -1 without a bound."""
-        if bound is None:
-            return -1
-        if upper:
-            return self.add_row(-_INF, bound + _FEASIBILITY_W)
-        return self.add_row(bound - 0.5, _INF)
-
-    def add_column(
-        self,
-        cost: float,
-        lower: float,
-        upper: float,
-        entries: list[tuple[int, float]],
-        *,
-        integer: bool,
-    ) -> None:
-        self.costs.append(cost)
-        self.lower.append(lower)
-        self.upper.append(upper)
-        self.integer.append(_INTEGER if integer else _CONTINUOUS)
-        for row, value in entries:
-            if row < 0:  # a row this solve does not have
-                continue
-            self.rows.append(row)
-            self.values.append(value)
-        self.starts.append(len(self.rows))
-
-    def solve(self) -> list[float] | None:
-        """The optimal column values, or None when infeasible.
-
-        The LP relaxation first: the problem is a transportation problem plus a few side
-        rows, so its optimal vertex is usually integral, and an integral LP optimum is a MILP
-        optimum (the LP bounds the MILP from above). Only a fractional vertex (typically from
-        a binding power cap) pays for branch and bound.
-        """
-        if not self.costs:  # every GPU is fixed: nothing to decide
-            return []
-        lp = highspy.HighsLp()
-        lp.num_col_ = len(self.costs)
-        lp.num_row_ = len(self.row_lower)
-        lp.sense_ = highspy.ObjSense.kMaximize
-        lp.col_cost_ = self.costs
-        lp.col_lower_ = self.lower
-        lp.col_upper_ = self.upper
-        lp.row_lower_ = self.row_lower
-        lp.row_upper_ = self.row_upper
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = self.starts
-        lp.a_matrix_.index_ = self.rows
-        lp.a_matrix_.value_ = self.values
-        solver = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no stubs
-        for name, value in _HIGHS_OPTIONS.items():
-            solver.setOptionValue(name, value)
-        solver.setOptionValue("presolve", "off")
-        relaxed = _optimal_values(solver, lp)
-        if relaxed is None or all(
-            abs(value - round(value)) <= _INTEGRALITY
-            for value, kind in zip(relaxed, self.integer, strict=True)
-            if kind == _INTEGER
-        ):
-            return relaxed
-        lp.integrality_ = self.integer
-        solver.setOptionValue("presolve", "on")
-        return _optimal_values(solver, lp)
-
-
-def _optimal_values(solver: highspy.Highs, lp: highspy.HighsLp) -> list[float] | None:
-    solver.passModel(lp)
-    solver.run()
-    status = solver.getModelStatus()
-    if status in (
-        highspy.HighsModelStatus.kInfeasible,
-        highspy.HighsModelStatus.kUnboundedOrInfeasible,
-    ):
-        return None
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise PlanningError(f"HiGHS stopped with {solver.modelStatusToString(status)}")
-    return list(solver.getSolution().col_value)
 
 
 # ---------------------------------------------------------------- the plan as a whole
