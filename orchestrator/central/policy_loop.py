@@ -213,16 +213,21 @@ class PolicyLoop:
             k: o for k, o in self.overrides.items() if o.until_s is None or o.until_s > now_s
         }
         started = time.perf_counter()
-        result = await asyncio.to_thread(
-            plan,
-            gpus,
-            market,
-            contracts=self.policy.contracts,
-            profiles=self.policy.profiles,
-            overrides=overrides,
-            settings=self.policy.settings,
-            now_s=now_s,
-        )
+        try:
+            result = await asyncio.to_thread(
+                plan,
+                gpus,
+                market,
+                contracts=self.policy.contracts,
+                profiles=self.policy.profiles,
+                overrides=overrides,
+                settings=self.policy.settings,
+                now_s=now_s,
+            )
+        except Exception:  # a planner failure holds the plan; it never stops serve
+            log.exception("planner failed: holding the current assignment")
+            self._hold("planner_error", "the planner failed: holding the current assignment")
+            return None
         duration_s = time.perf_counter() - started
         self.generation += 1
         uuids = {g.key: g.uuid for g in gpus}

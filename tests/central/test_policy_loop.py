@@ -303,3 +303,28 @@ async def test_a_node_going_offline_triggers_a_replan_that_leaves_its_gpus_alone
     assert {c.gpu for c in record.commands} == {"rig:0", "rig:1"}
     assert record.plan.assignments["other:0"].lock == "offline"
     assert record.plan.assignments["other:0"].changed is False
+
+
+async def test_a_failing_planner_holds_the_plan_and_the_loop_goes_on(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.central import policy_loop  # noqa: PLC0415
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("solver exploded")
+
+    rig.fleet.apply_telemetry(telemetry("rig", "ai:spot"), now_s=rig.clock.now_s)
+    prices(rig, hashprice=RICH_HASHPRICE)
+    rig.clock.now_s += 10.0
+    monkeypatch.setattr(policy_loop, "plan", broken)
+    assert await rig.loop.plan_once("start") is None
+    held = rig.registry.get_sample_value(
+        "orchestrator_plan_held_total", {"reason": "planner_error"}
+    )
+    assert held == 1.0
+    assert rig.received == []
+    monkeypatch.undo()
+    rig.clock.now_s += 60.0
+    record = await rig.loop.plan_once("timer")
+    assert record is not None
+    assert len(record.commands) == 2
