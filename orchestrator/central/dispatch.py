@@ -198,7 +198,7 @@ class Dispatcher:
     async def retry_unacknowledged(self) -> int:
         """Publish again the commands no agent has acknowledged in time; return how many."""
         now_s = self.clock()
-        retried = 0
+        retried: list[CommandRecord] = []
         for key, command in list(self.in_flight.items()):
             if command.acked or now_s < command.next_retry_s or now_s > command.expires_at_s:
                 continue
@@ -206,11 +206,12 @@ class Dispatcher:
             sent = await self.link.publish(self.topics.commands(node), command.payload, qos=1)
             delay_s = min(self.ack_timeout_max_s, self.ack_timeout_s * 2**command.attempts)
             updated = replace(command, attempts=command.attempts + 1, next_retry_s=now_s + delay_s)
-            self.in_flight[key] = updated
-            self._save(updated)
+            if self.in_flight.get(key) is command:  # an event may have ended it meanwhile
+                self.in_flight[key] = updated
+                retried.append(updated)
             self.published.labels("retried" if sent else "unsent").inc()
-            retried += 1
-        return retried
+        self._save_all(retried)
+        return len(retried)
 
     def _finish(self, key: str, state: str, now_s: float, *, outcome: str = "") -> None:
         command = self.in_flight.pop(key)
@@ -223,6 +224,10 @@ class Dispatcher:
     def _save(self, record: CommandRecord) -> None:
         if self.store is not None:
             self.store.update_command(record)
+
+    def _save_all(self, records: list[CommandRecord]) -> None:
+        if self.store is not None and records:
+            self.store.update_commands(records)
 
     def restore(self, open_commands: list[CommandRecord]) -> None:
         """Put a previous run's open commands back in flight, to be re-sent as they were."""
@@ -311,7 +316,6 @@ class Dispatcher:
                 self.by_id[record.command_id] = record.gpu
             else:
                 self.journal.append(replace(record, payload=b""))
-            self._save(record)
             published.append(record)
             log.info(
                 "switch ordered" if sent else "switch not sent: broker unavailable",
@@ -321,6 +325,13 @@ class Dispatcher:
                 generation=record.generation,
                 command_id=record.command_id,
             )
+        # one transaction for the plan's publications: until it commits, the rows still say
+        # `publishing`, which a restart re-sends with the same ids (agents answer a repeat
+        # from their record), so nothing is lost or run twice. A command an agent answered
+        # meanwhile was saved by its event (acked or ended) and is not written back here.
+        self._save_all(
+            [r for r in published if r.state == "unsent" or self.in_flight.get(r.gpu) is r]
+        )
         return published
 
     async def dispatch(

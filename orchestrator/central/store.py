@@ -323,18 +323,25 @@ class Store:
             )
 
     def update_command(self, row: CommandRecord) -> None:
+        self.update_commands([row])
+
+    def update_commands(self, rows: Iterable[CommandRecord]) -> None:
+        """Each command's new state, all in one transaction (one fsync, not one per row)."""
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE commands SET state = ?, acked = ?, attempts = ?, outcome = ?,"
                 " finished_at_s = ? WHERE command_id = ?",
-                (
-                    row.state,
-                    int(row.acked),
-                    row.attempts,
-                    row.outcome,
-                    row.finished_at_s,
-                    row.command_id,
-                ),
+                [
+                    (
+                        row.state,
+                        int(row.acked),
+                        row.attempts,
+                        row.outcome,
+                        row.finished_at_s,
+                        row.command_id,
+                    )
+                    for row in rows
+                ],
             )
 
     def open_commands(self) -> list[CommandRecord]:
