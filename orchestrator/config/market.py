@@ -216,6 +216,9 @@ class HttpJsonFeed(FeedBase):
     type: Literal["http_json"]
     url: HttpUrl
     json_path: str = Field(min_length=1)
+    # where the upstream says when its value was true (unix seconds, or ISO 8601 with a zone);
+    # a value older than staleness_s is rejected, so a frozen upstream cannot move a GPU
+    timestamp_path: str | None = Field(default=None, min_length=1)
     unit: HashpriceUnit
     algorithm: Algorithm
     btc_price: BtcPriceConfig | None = None

@@ -82,6 +82,7 @@ def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
                 session=session,
                 url=feed.url,
                 json_path=feed.json_path,
+                timestamp_path=feed.timestamp_path,
                 unit=feed.unit,
                 algorithm=feed.algorithm,
                 btc_price=None

@@ -4,13 +4,19 @@
 from the configured unit (`usd_per_th_day`, `usd_per_mh_day`, `btc_per_th_day`, ...); BTC
 units are converted with the feed's BTC price. A value that is not a number at all is a
 `bad_payload` rejection; NaN, negative and absurd values go to the book, which rejects them
-with their own reasons. `StaticSource` always answers the same value, re-stamped at each
-fetch, so it never goes stale while the daemon runs.
+with their own reasons. With `timestamp_path`, the upstream's own time of the value (unix
+seconds or ISO 8601 with a zone) goes with the quote, and the book rejects a value older than
+the feed's `staleness_s` (`stale_at_source`): an upstream that keeps answering the same old
+value is a dead feed, not a calm market. An unreadable timestamp is a `bad_payload`.
+`StaticSource` always answers the same value, re-stamped at each fetch, so it never goes
+stale while the daemon runs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 
@@ -28,6 +34,7 @@ class HttpJsonSource(SourceBase):
     unit: str
     algorithm: str
     btc_price: BtcPriceSource | None = None
+    timestamp_path: str | None = None
 
     async def fetch(self, now_s: float) -> FetchResult:
         document = await request_json(
@@ -38,6 +45,13 @@ class HttpJsonSource(SourceBase):
             value = parse_number(raw)
         except ValueError as error:
             return FetchResult((), (self.reject(self.algorithm, "bad_payload", str(error)),))
+        source_time_s: float | None = None
+        if self.timestamp_path is not None:
+            stamp = extract(document, self.timestamp_path, feed=self.name, url=self.url)
+            source_time_s = _parse_time(stamp)
+            if source_time_s is None:
+                detail = f"timestamp {str(stamp)[:40]!r} is neither unix seconds nor ISO 8601"
+                return FetchResult((), (self.reject(self.algorithm, "bad_payload", detail),))
         usd_per_btc: float | None = None
         note = ""
         if is_btc_unit(self.unit):
@@ -53,8 +67,25 @@ class HttpJsonSource(SourceBase):
             raw_value=value,
             raw_unit=self.unit,
             note=note,
+            source_time_s=source_time_s,
         )
         return FetchResult((quote,), ())
+
+
+def _parse_time(value: object) -> float | None:
+    """Unix seconds (a number, or a numeric string) or ISO 8601 with a zone; None otherwise."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            try:
+                stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return stamp.timestamp() if stamp.tzinfo is not None else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 @dataclass(kw_only=True)
