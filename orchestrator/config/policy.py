@@ -127,6 +127,9 @@ class PlannerSection(Section):
     price_move_replan_fraction: float = Field(default=0.05, gt=0)
     idle_power_w: float = Field(default=0.0, ge=0)
     display_timezone: str = "UTC"
+    # a plan still searching for a proven optimum after this long takes the best feasible
+    # plan found and says so (a binding site power cap can make the search long)
+    solver_time_limit_s: float = Field(default=5.0, gt=0, le=600)
 
     @field_validator("display_timezone")
     @classmethod

@@ -23,6 +23,12 @@ which then runs on the same model with integrality and presolve on. An infeasibl
 means an infeasible MILP, so `None` is exact too. The LP runs without presolve, the
 branch and bound with it (as both callers did before they shared this module).
 
+Time limit. Proving optimality can take far longer than finding the optimum: under a
+binding site power cap a 1,000-GPU plan found its best point within a second and was still
+unproven after 30 s. With `time_limit_s`, a search cut short returns its best feasible
+point, marked `proven_optimal = False` with HiGHS's relative `gap`, so that the caller can
+use it and say so rather than stall a control loop.
+
 HiGHS options, and why each.
 - `output_flag = False`: no log on stdout (the daemon's stdout is its log stream).
 - `mip_rel_gap = 0`, `mip_abs_gap = 1e-9`: stop at the proven optimum, not within the
@@ -83,6 +89,9 @@ class Milp:
     values: list[float] = field(default_factory=list)
     row_lower: list[float] = field(default_factory=list)
     row_upper: list[float] = field(default_factory=list)
+    # after `solve`: False when a time limit ended the search at a feasible, unproven point
+    proven_optimal: bool = True
+    gap: float = 0.0  # HiGHS's relative MIP gap at that point
 
     def add_row(self, lower: float, upper: float) -> int:
         """A row `lower <= a.x <= upper` (either may be +-INF); returns its index."""
@@ -124,11 +133,16 @@ class Milp:
             self.values.append(value)
         self.starts.append(len(self.rows))
 
-    def solve(self) -> list[float] | None:
+    def solve(self, *, time_limit_s: float | None = None) -> list[float] | None:
         """The optimal column values, or None when infeasible (LP first: module docstring).
 
-        Raises `SolverError` when HiGHS ends in any other state than optimal or infeasible.
+        With `time_limit_s`, a branch and bound still running at the limit returns the best
+        feasible point found and sets `proven_optimal` to False (`gap` says how far from the
+        bound it may be); without a feasible point by then it raises `SolverError`, as it
+        does when HiGHS ends in any other state than optimal or infeasible.
         """
+        self.proven_optimal = True
+        self.gap = 0.0
         if not self.costs:  # nothing to decide
             return []
         lp = highspy.HighsLp()
@@ -148,7 +162,9 @@ class Milp:
         for name, value in _HIGHS_OPTIONS.items():
             solver.setOptionValue(name, value)
         solver.setOptionValue("presolve", "off")
-        relaxed = _optimal_values(solver, lp)
+        if time_limit_s is not None:
+            solver.setOptionValue("time_limit", float(time_limit_s))
+        relaxed, _ = _optimal_values(solver, lp)
         if relaxed is None or all(
             abs(value - round(value)) <= _INTEGRALITY
             for value, kind in zip(relaxed, self.integer, strict=True)
@@ -157,10 +173,18 @@ class Milp:
             return relaxed
         lp.integrality_ = self.integer
         solver.setOptionValue("presolve", "on")
-        return _optimal_values(solver, lp)
+        values, proven = _optimal_values(solver, lp)
+        if not proven:
+            self.proven_optimal = False
+            self.gap = float(solver.getInfo().mip_gap)
+        return values
 
 
-def _optimal_values(solver: _Highs, lp: highspy.HighsLp) -> list[float] | None:
+_FEASIBLE_POINT = 2  # HiGHS's SolutionStatus: a feasible primal solution exists
+
+
+def _optimal_values(solver: _Highs, lp: highspy.HighsLp) -> tuple[list[float] | None, bool]:
+    """(values, proven optimal); values None when infeasible."""
     solver.passModel(lp)
     solver.run()
     status = solver.getModelStatus()
@@ -168,7 +192,12 @@ def _optimal_values(solver: _Highs, lp: highspy.HighsLp) -> list[float] | None:
         highspy.HighsModelStatus.kInfeasible,
         highspy.HighsModelStatus.kUnboundedOrInfeasible,
     ):
-        return None
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise SolverError(f"HiGHS stopped with {solver.modelStatusToString(status)}")
-    return list(solver.getSolution().col_value)
+        return None, True
+    if status == highspy.HighsModelStatus.kOptimal:
+        return list(solver.getSolution().col_value), True
+    if (
+        status == highspy.HighsModelStatus.kTimeLimit
+        and solver.getInfo().primal_solution_status == _FEASIBLE_POINT
+    ):
+        return list(solver.getSolution().col_value), False
+    raise SolverError(f"HiGHS stopped with {solver.modelStatusToString(status)}")

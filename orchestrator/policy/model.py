@@ -229,6 +229,7 @@ class PlannerSettings:
     price_move_replan_fraction: float = 0.05
     idle_power_w: float = 0.0
     display_timezone: str = "UTC"
+    solver_time_limit_s: float | None = 5.0  # None: search until proven optimal
 
 
 # ---------------------------------------------------------------- the plan
@@ -365,5 +366,6 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         price_move_replan_fraction=p.price_move_replan_fraction,
         idle_power_w=p.idle_power_w,
         display_timezone=p.display_timezone,
+        solver_time_limit_s=p.solver_time_limit_s,
     )
     return PolicyInputs(profiles, Contracts(reserved, on_demand), settings)

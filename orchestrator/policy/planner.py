@@ -138,6 +138,8 @@ class _Problem:
         self.power_budget_w = power_budget_w
         paid_by = {o.paid_by for k in classes for o in k.options}
         self.contract_ids = [c for c in terms if c in paid_by or fixed_counts.get(c)]
+        self.time_limit_s: float | None = None
+        self.unproven_gap: float | None = None  # set when a solve hit the time limit
 
     def solve(
         self,
@@ -223,9 +225,11 @@ class _Problem:
             upper = t.paid_cap if math.isfinite(t.paid_cap) else INF
             milp.add_column(paid, lower, upper, column, integer=False)
         try:
-            solution = milp.solve()
+            solution = milp.solve(time_limit_s=self.time_limit_s)
         except SolverError as exc:
             raise PlanningError(str(exc)) from exc
+        if not milp.proven_optimal:
+            self.unproven_gap = max(self.unproven_gap or 0.0, milp.gap)
         if solution is None:
             return None
         values = [round(v) for v in solution]
@@ -425,6 +429,7 @@ def plan(
         power_budget_w = power_cap_w - fixed_power_w
 
     problem = _Problem(classes, terms, fixed_counts, power_budget_w)
+    problem.time_limit_s = settings.solver_time_limit_s
     hard = not settings.allow_sla_shortfall
     counts = problem.solve(pin_soft=True, pin_sla=hard, hard_sla=hard)
     if counts is None:
@@ -450,6 +455,12 @@ def plan(
         )
         if counts is None:
             raise PlanningError("the profit tier lost feasibility")
+    if problem.unproven_gap is not None:
+        problems.append(
+            f"the solver stopped at its {settings.solver_time_limit_s:g} s limit: the plan is "
+            "feasible but not proven optimal "
+            f"(relative gap to the bound {problem.unproven_gap:.1e})"
+        )
     totals = _totals(
         classes,
         fixed=fixed,
