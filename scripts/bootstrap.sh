@@ -58,11 +58,14 @@ ensure_venv() {
 }
 
 ensure_test_tools() {
-    # the tests meet real software: dockerd (with a busybox image they build), systemd-analyze
+    # the tests meet real software: dockerd (with a busybox image they build), promtool and
+    # prometheus, headless chromium (with a font for its screenshots), systemd-analyze
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     [ -x /bin/busybox ] || missing+=(busybox-static)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}" ||
             die "the tests need ${missing[*]}: run this as root on Debian/Ubuntu, or 'sudo apt-get install ${missing[*]}'"
