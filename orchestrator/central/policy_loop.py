@@ -242,8 +242,11 @@ class PolicyLoop:
                 commands=prepared,
                 summary=_summary(result),
             )
-            self._save_quotes(snapshot)
         commands = await self.dispatcher.publish(prepared)
+        if self.store is not None:
+            # after publishing: the quotes only seed the market after a restart, and their
+            # transaction (an fsync) would otherwise sit between a decision and its commands
+            self._save_quotes(snapshot)
         problems = self._contract_problems(gpus, result)
         self.last = PlanRecord(
             generation=self.generation,
