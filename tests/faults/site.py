@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.central.auth import digest
-from orchestrator.demo.broker import MosquittoBroker, free_port, port_accepts
+from orchestrator.demo.broker import MosquittoBroker, port_accepts
 from orchestrator.protocol import SwitchEvent, decode_event
 
 WORKLOAD = Path(__file__).with_name("workload.py")
@@ -61,13 +62,15 @@ def _toml(value: object) -> str:
     raise TypeError(f"no TOML for {value!r}")
 
 
-def port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports (best effort, checked once)."""
+def port_block(count: int, taken: set[int]) -> int:
+    """The first of `count` consecutive free loopback ports, none of them in `taken` (which
+    gets them): the workloads of every GPU and profile on this host need their own. Taken
+    below Linux's ephemeral range (32768-60999), where no port-0 bind can land meanwhile."""
     for _ in range(200):
-        base = free_port()
-        if base + count < 65000 and not any(
-            port_accepts("127.0.0.1", base + i) for i in range(count)
-        ):
+        base = random.randrange(20_000, 32_000 - count)  # noqa: S311  (not cryptography)
+        block = set(range(base, base + count))
+        if not block & taken and not any(port_accepts("127.0.0.1", port) for port in block):
+            taken |= block
             return base
     raise RuntimeError("no block of free ports")
 
@@ -126,7 +129,7 @@ class Site:
         workdir: Path,
         broker: MosquittoBroker,
         *,
-        nodes: tuple[str, ...] = ("node-a", "node-b"),
+        nodes: tuple[str, ...] | None = None,
         gpus: int = 4,
         serve_extra: dict[str, Any] | None = None,
         mqtt_extra: dict[str, Any] | None = None,
@@ -138,11 +141,15 @@ class Site:
         self.log_level = log_level
         self.workdir = workdir
         self.broker = broker
-        self.nodes = nodes
+        # names unique to this site: an agent adopts any workload process marked with its node
+        # name (as it must after a restart), so two test runs on one machine must not share one
+        suffix = os.urandom(3).hex()
+        self.nodes = nodes or (f"node-a-{suffix}", f"node-b-{suffix}")
         self.gpus = gpus
         self.ledger = workdir / "workloads.jsonl"
         self.ledger.touch()
-        self.http_port = free_port()
+        self._ports: set[int] = set()
+        self.http_port = port_block(1, self._ports)
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.store_path = workdir / "serve.sqlite3"
         mqtt = {
@@ -197,7 +204,7 @@ class Site:
         }
         self.agent_documents = {
             node: self._agent_document(node, n, mqtt, (agent_mqtt or {}).get(node, {}))
-            for n, node in enumerate(nodes)
+            for n, node in enumerate(self.nodes)
         }
         self.serve = self._daemon("serve", self.serve_document, env or {})
         self.agents = {
@@ -211,7 +218,8 @@ class Site:
         self, node: str, n: int, mqtt: dict[str, Any], extra: dict[str, Any]
     ) -> dict[str, Any]:
         agent_dir = self.workdir / "agents" / node
-        mining_base, ai_base = port_block(self.gpus), port_block(self.gpus)
+        mining_base = port_block(self.gpus, self._ports)
+        ai_base = port_block(self.gpus, self._ports)
 
         def profile(kind: str, workload: str, port_base: int) -> dict[str, Any]:
             argv = [
@@ -279,9 +287,16 @@ class Site:
         """Stop every daemon, then every workload still running (they outlive agents)."""
         for daemon in (*self.agents.values(), self.serve):
             daemon.stop()
-        for pid in self.running_pids():
+        # every workload of this site, found by its ledger path in its command line, ledgered
+        # or not yet: a survivor would be adopted by the next test's agent of the same name
+        for pid in {*self.running_pids(), *_pids_with_argument(str(self.ledger))}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # the driver starts each in its own group
+        wait_sync(
+            lambda: not _pids_with_argument(str(self.ledger)),
+            timeout_s=10,
+            what="the site's workloads gone",
+        )
 
     # ------------------------------------------------------------------ HTTP
 
@@ -364,6 +379,21 @@ class Site:
             sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=5)
         ) as db:
             return list(db.execute(f"SELECT * FROM {table} ORDER BY 1"))  # noqa: S608
+
+
+def _pids_with_argument(argument: str) -> list[int]:
+    """Live processes with `argument` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argument.encode() in argv and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ mining pay, then from the frozen feed, which would make AI pay were it believed.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,10 +74,11 @@ async def test_a_frozen_price_feed_never_causes_a_switch(
             {"type": "power_static", "usd_per_kwh": 0.05},
         ]
     }
-    site = Site(tmp_path, broker, nodes=("node-a",), gpus=2, serve_extra={"market": market})
+    node = f"node-f-{os.urandom(3).hex()}"  # unique: see Site
+    site = Site(tmp_path, broker, nodes=(node,), gpus=2, serve_extra={"market": market})
     try:
         site.start()
-        want = {"node-a:0": MINE, "node-a:1": MINE}
+        want = {f"{node}:0": MINE, f"{node}:1": MINE}
         await converged(site, want)  # the fresh price made mining pay
         commands = len(site.store_rows("commands"))
 

@@ -6,6 +6,7 @@ Certificates are made here with the openssl CLI (a CA, and a server certificate 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,11 +20,16 @@ from orchestrator.demo.broker import MosquittoBroker, find_mosquitto
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_ACL = REPO / "deploy" / "mosquitto" / "acl"
 SERVE_USER = "orchestrator-serve"
+# the end-to-end test's agents: names unique to this run (an agent adopts workload processes
+# marked with its node name, and other test runs may share this machine)
+E2E_NODES = tuple(f"site-{n}-{os.urandom(3).hex()}" for n in "ab")
 PASSWORDS = {
     SERVE_USER: "serve-Pa55-7c1d9e",
     "node-a": "node-a-Pa55-41f0b2",
     "node-b": "node-b-Pa55-93aa6e",
     "orchestrator-observer": "observer-Pa55-0d2c",
+    E2E_NODES[0]: "site-a-Pa55-5e77c1",
+    E2E_NODES[1]: "site-b-Pa55-c0ffee",
 }
 
 

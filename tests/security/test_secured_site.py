@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.site import AI, Site
-from tests.security.conftest import PASSWORDS, SERVE_USER, SecureBroker
+from tests.security.conftest import E2E_NODES, PASSWORDS, SERVE_USER, SecureBroker
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -36,9 +36,10 @@ async def test_serve_and_agents_work_with_passwords_over_tls_and_never_log_a_sec
         serve_mqtt={"username": SERVE_USER, "password": {"file": str(password_file)}},
         agent_mqtt={
             node: {"username": node, "password": {"env": f"MQTT_PASSWORD_{n}"}}
-            for n, node in enumerate(("node-a", "node-b"))
+            for n, node in enumerate(E2E_NODES)
         },
-        env={"MQTT_PASSWORD_0": PASSWORDS["node-a"], "MQTT_PASSWORD_1": PASSWORDS["node-b"]},
+        env={f"MQTT_PASSWORD_{n}": PASSWORDS[node] for n, node in enumerate(E2E_NODES)},
+        nodes=E2E_NODES,
         gpus=2,
         log_level="debug",
     )
@@ -48,8 +49,8 @@ async def test_serve_and_agents_work_with_passwords_over_tls_and_never_log_a_sec
         await eventually(
             lambda: len(site.reported()) == 4, timeout_s=30, what="both nodes' telemetry"
         )
-        site.pin(["node-a:0", "node-b:1"], AI)
-        want = {"node-a:0": AI, "node-b:1": AI}
+        want = {f"{E2E_NODES[0]}:0": AI, f"{E2E_NODES[1]}:1": AI}
+        site.pin(list(want), AI)
         await eventually(
             lambda: all(
                 site.running().get(g) == w and site.reported().get(g) == w for g, w in want.items()
