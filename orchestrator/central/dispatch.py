@@ -195,11 +195,18 @@ class Dispatcher:
                 log.warning("switch command timed out", gpu=key, command_id=command.command_id)
                 self._finish(key, "timed_out", now_s, outcome="no answer from the agent")
 
-    async def retry_unacknowledged(self) -> int:
-        """Publish again the commands no agent has acknowledged in time; return how many."""
+    async def retry_unacknowledged(self, *, limit: int = 250) -> int:
+        """Publish again the commands no agent has acknowledged in time; return how many.
+
+        At most `limit` a call: the policy loop calls this between plans, and a fleet that
+        went quiet (thousands of unanswered commands) must not hold up the next plan; the
+        rest are retried on the following ticks.
+        """
         now_s = self.clock()
         retried: list[CommandRecord] = []
         for key, command in list(self.in_flight.items()):
+            if len(retried) >= limit:
+                break
             if command.acked or now_s < command.next_retry_s or now_s > command.expires_at_s:
                 continue
             node = key.rpartition(":")[0]

@@ -204,3 +204,15 @@ async def test_events_for_unknown_commands_and_garbage_are_counted_and_dropped(
         lambda: bench.metric("orchestrator_events_dropped_total", reason="malformed") == 1.0,
         what="the garbage event",
     )
+
+
+async def test_retries_go_out_in_bounded_rounds(bench: Bench) -> None:
+    for index in range(5):
+        await bench.dispatcher.dispatch(
+            one_switch(f"rig:{index}", "ai:acme"), generation=1, uuids={}
+        )
+    bench.clock.now_s += 5.0
+    assert await bench.dispatcher.retry_unacknowledged(limit=2) == 2
+    assert await bench.dispatcher.retry_unacknowledged(limit=2) == 2
+    assert await bench.dispatcher.retry_unacknowledged(limit=2) == 1
+    assert await bench.dispatcher.retry_unacknowledged(limit=2) == 0
