@@ -218,7 +218,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view, indent=2))
         return EXIT_OK
-    print(f"{view['gpu']} ({view['model']}), plan generation {view['generation']}")
+    term, number = divmod(int(view["generation"]), 2**32)
+    print(f"{view['gpu']} ({view['model']}), plan #{number} (term {term})")
     print(
         f"  runs {view['current']}; plan: {view['choice']}{' (switch)' if view['changed'] else ''}"
     )

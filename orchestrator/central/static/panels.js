@@ -4,6 +4,14 @@
 
 import { paletteClass } from "./grid.js";
 
+// A plan generation is term * 2^32 + n (the term rises each time a serve takes charge);
+// people read it as "#n" with the term when there has been more than one.
+export function generationLabel(generation) {
+  const term = Math.floor(generation / 2 ** 32);
+  const n = generation % 2 ** 32;
+  return term > 1 ? `#${n} (term ${term})` : `#${n}`;
+}
+
 export function h(tag, attrs = {}, ...children) {
   const element = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -102,7 +110,7 @@ export function renderMarket(container, plan) {
     h(
       "p",
       { class: "plan-line" },
-      h("strong", {}, `Plan #${plan.generation}`),
+      h("strong", {}, `Plan ${generationLabel(plan.generation)}`),
       ` (${plan.trigger}, ${clock(plan.planned_at_s)}): net ${usd(plan.net_usd_per_hour)}/h, `,
       `${(plan.total_power_w / 1000).toFixed(1)} kW${cap}, ${plan.switches} switch${plan.switches === 1 ? "" : "es"}`,
     ),
@@ -188,7 +196,7 @@ function decisionText(entry) {
         .map(([w, n]) => `${n} ${w}`)
         .join(", ");
       return [
-        `plan #${entry.generation} (${entry.trigger}): ${entry.switches} switch${entry.switches === 1 ? "" : "es"}, net ${usd(entry.net_usd_per_hour)}/h`,
+        `plan ${generationLabel(entry.generation)} (${entry.trigger}): ${entry.switches} switch${entry.switches === 1 ? "" : "es"}, net ${usd(entry.net_usd_per_hour)}/h`,
         workloads,
       ];
     }
@@ -296,7 +304,7 @@ export function renderExplain(container, view) {
     h(
       "p",
       {},
-      `runs ${view.current ?? "unknown"}; plan #${view.generation} wants `,
+      `runs ${view.current ?? "unknown"}; plan ${generationLabel(view.generation)} wants `,
       h("strong", {}, view.choice ?? "nothing"),
       view.lock && view.lock !== "free" ? ` (${view.lock})` : "",
     ),
