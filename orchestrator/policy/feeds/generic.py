@@ -75,11 +75,12 @@ class HttpJsonSource(SourceBase):
 def _parse_time(value: object) -> float | None:
     """Unix seconds (a number, or a numeric string) or ISO 8601 with a zone; None otherwise."""
     if isinstance(value, str):
+        text = value
         try:
-            value = float(value)
+            value = float(text)
         except ValueError:
             try:
-                stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
             except ValueError:
                 return None
             return stamp.timestamp() if stamp.tzinfo is not None else None
