@@ -220,13 +220,19 @@ class Dispatcher:
         self._save_all(retried)
         return len(retried)
 
-    def _finish(self, key: str, state: str, now_s: float, *, outcome: str = "") -> None:
+    def _finish(
+        self, key: str, state: str, now_s: float, *, outcome: str = "", save: bool = True
+    ) -> CommandRecord:
+        """End an in-flight command; `save=False` leaves the store write to the caller
+        (to write many in one transaction)."""
         command = self.in_flight.pop(key)
         self.by_id.pop(command.command_id, None)
         self.finished.labels(_RESULT_LABEL.get(state, state)).inc()
         finished = replace(command, state=state, finished_at_s=now_s, outcome=outcome)
-        self._save(finished)
+        if save:
+            self._save(finished)
         self.journal.append(replace(finished, payload=b""))
+        return finished
 
     def _save(self, record: CommandRecord) -> None:
         if self.store is not None:
@@ -267,6 +273,7 @@ class Dispatcher:
         there nor cooling down after a failed attempt. Supersedes in-flight commands whose
         target the plan changed."""
         records: list[CommandRecord] = []
+        superseded: list[CommandRecord] = []
         now_s = self.clock()
         for key, assignment in plan.assignments.items():
             target = assignment.workload
@@ -276,7 +283,15 @@ class Dispatcher:
             if pending is not None:
                 if pending.workload == target:
                     continue
-                self._finish(key, "superseded", now_s, outcome=f"replaced by a switch to {target}")
+                superseded.append(
+                    self._finish(
+                        key,
+                        "superseded",
+                        now_s,
+                        outcome=f"replaced by a switch to {target}",
+                        save=False,
+                    )
+                )
             if self.cooling_down(key, target, now_s):
                 continue
             node, _, index = key.rpartition(":")
@@ -307,6 +322,7 @@ class Dispatcher:
                     next_retry_s=now_s + self.ack_timeout_s,
                 )
             )
+        self._save_all(superseded)  # one transaction for a plan's worth of them
         return records
 
     async def publish(self, records: list[CommandRecord]) -> list[CommandRecord]:
