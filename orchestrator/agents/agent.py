@@ -177,6 +177,14 @@ class NodeAgent:
             if config.mqtt.password
             else None
         )
+        if config.mqtt.username is not None and config.mqtt.username != self.node:
+            # the shipped ACL (deploy/mosquitto/acl) lets a node publish as `%u` only
+            log.warning(
+                "mqtt username differs from the node name: with the shipped ACL the broker "
+                "drops everything this agent publishes",
+                node=self.node,
+                username=config.mqtt.username,
+            )
         self.link = MqttLink(
             config.mqtt,
             client_id=config.mqtt.client_id or f"orchestrator-agent-{self.node}",
