@@ -22,7 +22,7 @@ from orchestrator.central.fleet import FleetState, NodeRecord
 from orchestrator.central.openapi import openapi_document
 from orchestrator.central.overrides import OverrideRejected, OverrideRequest, OverrideService
 from orchestrator.central.policy_loop import PlanRecord, PolicyLoop
-from orchestrator.central.rendering import StateRenderer
+from orchestrator.central.rendering import StateRenderer, node_head
 from orchestrator.central.statuspage import add_status_page
 from orchestrator.central.views import contracts_json, explain_json, plan_json
 from orchestrator.domain import UNKNOWN, NodeStatus, gpu_key
@@ -61,20 +61,7 @@ def node_json(record: NodeRecord, now_s: float, plan: PlanRecord | None = None) 
                     "telemetry": gpu.model_dump(mode="json", exclude_none=True),
                 }
             )
-    return {
-        "node": record.name,
-        "status": record.status.value,
-        "status_reason": record.status_reason,
-        "status_since_s": record.status_changed_at_s,
-        "last_report_age_s": (
-            None if record.received_at_s is None else round(now_s - record.received_at_s, 3)
-        ),
-        "reports_total": record.reports_total,
-        "agent_version": telemetry.agent_version if telemetry else None,
-        "nvml_backend": telemetry.nvml_backend if telemetry else None,
-        "driver_version": telemetry.driver_version if telemetry else None,
-        "gpus": gpus,
-    }
+    return {**node_head(record, now_s), "gpus": gpus}
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -92,22 +92,7 @@ class StateRenderer:
         assignments: Mapping[str, Assignment] | None,
         plan: object,
     ) -> str:
-        telemetry = record.telemetry
-        head = json.dumps(
-            {
-                "node": record.name,
-                "status": record.status.value,
-                "status_reason": record.status_reason,
-                "status_since_s": record.status_changed_at_s,
-                "last_report_age_s": (
-                    None if record.received_at_s is None else round(now_s - record.received_at_s, 3)
-                ),
-                "reports_total": record.reports_total,
-                "agent_version": telemetry.agent_version if telemetry else None,
-                "nvml_backend": telemetry.nvml_backend if telemetry else None,
-                "driver_version": telemetry.driver_version if telemetry else None,
-            }
-        )
+        head = json.dumps(node_head(record, now_s))
         return f'{head[:-1]}, "gpus": [{self._gpus_of(record, assignments, plan)}]}}'
 
     def _gpus_of(
@@ -149,6 +134,24 @@ class StateRenderer:
         if len(self._gpus) > len(fleet.nodes):
             for name in [n for n in self._gpus if n not in fleet.nodes]:
                 del self._gpus[name]
+
+
+def node_head(record: NodeRecord, now_s: float) -> dict[str, object]:
+    """A node's fields in `/api/v1/state`, everything but its GPUs."""
+    telemetry = record.telemetry
+    return {
+        "node": record.name,
+        "status": record.status.value,
+        "status_reason": record.status_reason,
+        "status_since_s": record.status_changed_at_s,
+        "last_report_age_s": (
+            None if record.received_at_s is None else round(now_s - record.received_at_s, 3)
+        ),
+        "reports_total": record.reports_total,
+        "agent_version": telemetry.agent_version if telemetry else None,
+        "nvml_backend": telemetry.nvml_backend if telemetry else None,
+        "driver_version": telemetry.driver_version if telemetry else None,
+    }
 
 
 def _by_name(record: NodeRecord) -> str:
