@@ -116,14 +116,20 @@ class FleetState:
                 )
 
     def counts(self) -> dict[str, int]:
-        nodes_online = sum(1 for r in self.nodes.values() if r.status is NodeStatus.ONLINE)
-        gpus_total = gpus_unknown = gpus_ok = 0
-        for view in self.gpus():
-            gpus_total += 1
-            if view.state == UNKNOWN:
-                gpus_unknown += 1
-            elif view.state == Health.OK.value:
-                gpus_ok += 1
+        """Nodes and GPUs by state: the same counts as walking `gpus()`, without building
+        a view per GPU (it runs on every `/api/v1/state`)."""
+        nodes_online = gpus_total = gpus_unknown = gpus_ok = 0
+        for record in self.nodes.values():
+            online = record.status is NodeStatus.ONLINE
+            nodes_online += online
+            if record.telemetry is None:
+                continue
+            gpus = record.telemetry.gpus
+            gpus_total += len(gpus)
+            if not online:
+                gpus_unknown += len(gpus)
+            else:
+                gpus_ok += sum(1 for gpu in gpus if gpu.health is Health.OK)
         return {
             "nodes_total": len(self.nodes),
             "nodes_online": nodes_online,

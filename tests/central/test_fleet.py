@@ -66,3 +66,31 @@ def test_a_node_known_only_from_a_retained_status_gets_a_grace_period_from_start
         "gpus_ok": 0,
         "gpus_unknown": 0,
     }
+
+
+def test_counts_agree_with_the_gpu_views_for_a_mixed_fleet() -> None:
+    from orchestrator.domain import Health  # noqa: PLC0415
+
+    fleet = FleetState(offline_after_s=10)
+    sick = NodeTelemetry(
+        node="b",
+        seq=1,
+        sent_at_s=0.0,
+        agent_version="t",
+        nvml_backend="fake",
+        gpus=(GpuTelemetry(index=0), GpuTelemetry(index=1, health=Health.UNHEALTHY)),
+    )
+    fleet.apply_telemetry(telemetry("a"), now_s=100)
+    fleet.apply_telemetry(sick, now_s=100)
+    fleet.apply_telemetry(telemetry("c"), now_s=100)
+    fleet.apply_status(NodeStatusMessage(node="c", status=NodeStatus.OFFLINE), now_s=101)
+    fleet.apply_status(NodeStatusMessage(node="d", status=NodeStatus.ONLINE), now_s=101)
+    views = list(fleet.gpus())
+    assert fleet.counts() == {
+        "nodes_total": 4,
+        "nodes_online": 3,
+        "gpus_total": len(views),
+        "gpus_ok": sum(1 for v in views if v.state == "ok"),
+        "gpus_unknown": sum(1 for v in views if v.state == "unknown"),
+    }
+    assert (fleet.counts()["gpus_ok"], fleet.counts()["gpus_unknown"]) == (2, 1)
