@@ -135,20 +135,11 @@ class SourceBase:
         source_time_s: float | None = None,
         note: str = "",
     ) -> Quote:
-        return Quote(
-            kind=QuoteKind.HASHPRICE,
-            key=algorithm,
-            value=usd_per_hs_day,
-            provenance=Provenance(
-                source=self.name,
-                url=url,
-                fetched_at_s=now_s,
-                raw_value=raw_value,
-                raw_unit=raw_unit,
-                source_time_s=source_time_s,
-                note=note,
-            ),
-            staleness_s=self.staleness_s,
+        return self._make_quote(
+            QuoteKind.HASHPRICE,
+            algorithm,
+            usd_per_hs_day,
+            Provenance(self.name, url, now_s, raw_value, raw_unit, source_time_s, note),
         )
 
     def power(
@@ -162,20 +153,16 @@ class SourceBase:
         source_time_s: float | None = None,
         note: str = "",
     ) -> Quote:
+        return self._make_quote(
+            QuoteKind.POWER,
+            POWER_KEY,
+            usd_per_kwh,
+            Provenance(self.name, url, now_s, raw_value, raw_unit, source_time_s, note),
+        )
+
+    def _make_quote(self, kind: QuoteKind, key: str, value: float, provenance: Provenance) -> Quote:
         return Quote(
-            kind=QuoteKind.POWER,
-            key=POWER_KEY,
-            value=usd_per_kwh,
-            provenance=Provenance(
-                source=self.name,
-                url=url,
-                fetched_at_s=now_s,
-                raw_value=raw_value,
-                raw_unit=raw_unit,
-                source_time_s=source_time_s,
-                note=note,
-            ),
-            staleness_s=self.staleness_s,
+            kind=kind, key=key, value=value, provenance=provenance, staleness_s=self.staleness_s
         )
 
     def reject(
