@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orchestrator.central.api import node_json
-from orchestrator.central.fleet import FleetState
+from orchestrator.central.fleet import FleetState, NodeRecord
 from orchestrator.central.metrics import FleetMetrics
 from orchestrator.central.plan_metrics import PlanCollector
-from orchestrator.central.rendering import LabelCache, StateRenderer
-from orchestrator.domain import Health, NodeStatus
+from orchestrator.central.policy_loop import PlanRecord
+from orchestrator.central.rendering import LabelCache, StateRenderer, node_head
+from orchestrator.domain import UNKNOWN, Health, NodeStatus, gpu_key
 from orchestrator.policy.model import Assignment, CandidateValue
 from orchestrator.protocol import (
     GpuProcess,
@@ -27,6 +27,31 @@ from orchestrator.protocol import (
 )
 
 NOW_S = 1_790_000_000.0
+
+
+def node_json(record: NodeRecord, now_s: float, plan: PlanRecord | None = None) -> dict[str, Any]:
+    """The reference: one node of `/api/v1/state` built as dicts, the slow obvious way."""
+    online = record.status is NodeStatus.ONLINE
+    telemetry = record.telemetry
+    gpus = []
+    if telemetry is not None:
+        for gpu in telemetry.gpus:
+            reported = gpu.workload.workload if gpu.workload else UNKNOWN
+            key = gpu_key(record.name, gpu.index)
+            assignment = plan.plan.assignments.get(key) if plan else None
+            gpus.append(
+                {
+                    "gpu": key,
+                    "uuid": gpu.uuid,
+                    "state": gpu.health.value if online else UNKNOWN,
+                    "workload": reported if online else UNKNOWN,
+                    "last_reported_workload": reported,
+                    "planned_workload": assignment.workload if assignment else None,
+                    "reason": assignment.reason if assignment else None,
+                    "telemetry": gpu.model_dump(mode="json", exclude_none=True),
+                }
+            )
+    return {**node_head(record, now_s), "gpus": gpus}
 
 
 def _gpu(index: int, **extra: Any) -> GpuTelemetry:
