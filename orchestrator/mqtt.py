@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ from orchestrator.lifecycle import raise_if_cancelling
 log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
+
+# Small packets go out at once. Without TCP_NODELAY a publish that follows another (the
+# PUBACK of a command, then its `accepted` event) waits for the broker's delayed ACK: about
+# 40 ms on Linux, which was most of a command's round trip (docs/benchmarks.md).
+_SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+_MAX_INFLIGHT = 1000
 ConnectHook = Callable[["MqttLink"], Awaitable[None]]
 
 __all__ = ["Backoff", "MqttLink", "Will"]
@@ -122,6 +129,10 @@ class MqttLink:
             tls_context=_tls_context(self.settings),
             max_queued_incoming_messages=self._max_queued_incoming,
             clean_session=True,
+            socket_options=_SOCKET_OPTIONS,
+            # a plan's commands go out together (publish_many); beyond this many awaiting
+            # their PUBACK, the client holds the rest back until acknowledgements arrive
+            max_inflight_messages=_MAX_INFLIGHT,
         )
         client.pending_calls_threshold = 10_000
         return client
@@ -176,6 +187,20 @@ class MqttLink:
             # swallow a cancellation landing with the broker's acknowledgement
             raise_if_cancelling()
         return True
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1
+    ) -> list[bool]:
+        """Publish several messages at once; one result a message, in order.
+
+        They go out together and their acknowledgements are awaited together. One after
+        another, each would wait for the broker's PUBACK, which under load queues behind
+        every telemetry message already in this client's socket: a plan's third command
+        then left hundreds of milliseconds after its first (docs/benchmarks.md).
+        """
+        if not messages:
+            return []
+        return list(await asyncio.gather(*(self.publish(t, p, qos=qos) for t, p in messages)))
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"

@@ -203,18 +203,22 @@ class Dispatcher:
         rest are retried on the following ticks.
         """
         now_s = self.clock()
-        retried: list[CommandRecord] = []
-        for key, command in list(self.in_flight.items()):
-            if len(retried) >= limit:
+        due: list[CommandRecord] = []
+        for command in self.in_flight.values():
+            if len(due) >= limit:
                 break
             if command.acked or now_s < command.next_retry_s or now_s > command.expires_at_s:
                 continue
-            node = key.rpartition(":")[0]
-            sent = await self.link.publish(self.topics.commands(node), command.payload, qos=1)
+            due.append(command)
+        sent_all = await self.link.publish_many(
+            [(self.topics.commands(c.gpu.rpartition(":")[0]), c.payload) for c in due]
+        )
+        retried: list[CommandRecord] = []
+        for command, sent in zip(due, sent_all, strict=True):
             delay_s = min(self.ack_timeout_max_s, self.ack_timeout_s * 2**command.attempts)
             updated = replace(command, attempts=command.attempts + 1, next_retry_s=now_s + delay_s)
-            if self.in_flight.get(key) is command:  # an event may have ended it meanwhile
-                self.in_flight[key] = updated
+            if self.in_flight.get(command.gpu) is command:  # an event may have ended it meanwhile
+                self.in_flight[command.gpu] = updated
                 retried.append(updated)
             self.published.labels("retried" if sent else "unsent").inc()
         self._save_all(retried)
@@ -327,26 +331,36 @@ class Dispatcher:
 
     async def publish(self, records: list[CommandRecord]) -> list[CommandRecord]:
         """Publish prepared commands; each becomes in flight, or unsent without a broker."""
+        # in flight before the first one leaves: the publications go out together, and an
+        # agent may answer one before the broker has acknowledged the last
+        flying = [replace(prepared, state="in_flight") for prepared in records]
+        for record in flying:
+            self.in_flight[record.gpu] = record
+            self.by_id[record.command_id] = record.gpu
+        sent_all = await self.link.publish_many(
+            [(self.topics.commands(r.gpu.rpartition(":")[0]), r.payload) for r in flying]
+        )
         published: list[CommandRecord] = []
-        for prepared in records:
-            node = prepared.gpu.rpartition(":")[0]
-            sent = await self.link.publish(self.topics.commands(node), prepared.payload, qos=1)
-            record = replace(prepared, state="in_flight" if sent else "unsent")
-            self.published.labels("sent" if sent else "unsent").inc()
-            if sent:
+        for record, sent in zip(flying, sent_all, strict=True):
+            # a command its agent already answered went out, whatever the client said
+            went = sent or self.in_flight.get(record.gpu) is not record
+            self.published.labels("sent" if went else "unsent").inc()
+            if went:
                 self.planned.labels(workload_kind(record.workload).value).inc()
-                self.in_flight[record.gpu] = record
-                self.by_id[record.command_id] = record.gpu
+                final = record
             else:
-                self.journal.append(replace(record, payload=b""))
-            published.append(record)
+                del self.in_flight[record.gpu]
+                self.by_id.pop(record.command_id, None)
+                final = replace(record, state="unsent")
+                self.journal.append(replace(final, payload=b""))
+            published.append(final)
             log.info(
-                "switch ordered" if sent else "switch not sent: broker unavailable",
-                gpu=record.gpu,
-                workload=record.workload,
-                previous=record.previous,
-                generation=record.generation,
-                command_id=record.command_id,
+                "switch ordered" if went else "switch not sent: broker unavailable",
+                gpu=final.gpu,
+                workload=final.workload,
+                previous=final.previous,
+                generation=final.generation,
+                command_id=final.command_id,
             )
         # one transaction for the plan's publications: until it commits, the rows still say
         # `publishing`, which a restart re-sends with the same ids (agents answer a repeat

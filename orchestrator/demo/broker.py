@@ -81,6 +81,7 @@ class MosquittoBroker:
             "persistence false",
             "max_queued_messages 100000",
             "max_inflight_messages 0",
+            "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",

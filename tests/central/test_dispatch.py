@@ -7,8 +7,9 @@ so these tests prove the central side of the command protocol on its own.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -216,3 +217,51 @@ async def test_retries_go_out_in_bounded_rounds(bench: Bench) -> None:
     assert await bench.dispatcher.retry_unacknowledged(limit=2) == 2
     assert await bench.dispatcher.retry_unacknowledged(limit=2) == 1
     assert await bench.dispatcher.retry_unacknowledged(limit=2) == 0
+
+
+async def test_a_plans_commands_leave_together_and_answers_before_the_last_ack_count(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's acknowledgements can trail the agents' answers (they queue behind the
+    telemetry in central's socket). Here the link reports back only after the agent has
+    answered the first command (`done`) and acknowledged the second; it then claims the
+    second never went out. Neither answer may be lost, and neither command called unsent."""
+    link = bench.dispatcher.link
+    real_publish_many = link.publish_many
+    offered: list[int] = []
+
+    async def acknowledged_late(messages: list[tuple[str, bytes]], *, qos: int = 1) -> list[bool]:
+        offered.append(len(messages))
+        results = await real_publish_many(messages, qos=qos)
+        await eventually(lambda: len(bench.received) == 2, what="both commands at the agent")
+        first, second = sorted(bench.received, key=lambda c: c.gpu_index)
+        await bench.answer(first, "done")
+        await bench.answer(second, "accepted")
+        await eventually(
+            lambda: (
+                "rig:0" not in bench.dispatcher.in_flight
+                and bench.dispatcher.in_flight["rig:1"].acked
+            ),
+            what="both answers handled",
+        )
+        return [results[0], False]
+
+    monkeypatch.setattr(link, "publish_many", acknowledged_late)
+    first, second = one_switch("rig:0", "mine:kawpow"), one_switch("rig:1", "ai:acme")
+    plan = replace(first, assignments={**first.assignments, **second.assignments}, switches=2)
+    published = await bench.dispatcher.dispatch(plan, generation=4, uuids={})
+    assert offered == [2]  # one call for the plan's commands
+    assert [r.state for r in published] == ["in_flight", "in_flight"]
+    assert bench.metric("orchestrator_commands_published_total", result="unsent") == 0.0
+    assert bench.metric("orchestrator_events_dropped_total", reason="unknown_command") == 0.0
+    assert bench.dispatcher.journal[-1].state == "done"
+    assert bench.dispatcher.in_flight["rig:1"].acked
+
+
+async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench: Bench) -> None:
+    """TCP_NODELAY on both ends of a link: without it an agent's `accepted` event waited for
+    the broker's delayed ACK of the command's PUBACK, about 40 ms a command."""
+    for link in (bench.dispatcher.link, bench.agent):
+        paho = link._client._client  # type: ignore[union-attr]
+        sock = paho.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -56,6 +56,7 @@ async def events(broker: MosquittoBroker) -> AsyncIterator[EventLog]:
         subscriptions=[(f"{PREFIX}/nodes/+/events", 1)],
         on_message=log.on_message,
     )
+    log.connected = link.connected
     task = asyncio.create_task(link.run(), name="fault-observer")
     await asyncio.wait_for(link.connected.wait(), 5)
     try:

@@ -13,6 +13,7 @@ without a command moving its GPU away, is a fault the suite reports.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -410,6 +411,11 @@ class EventLog:
 
     events: list[SwitchEvent] = field(default_factory=list)
     malformed: int = 0
+    connected: asyncio.Event = field(default_factory=asyncio.Event)  # the subscriber's link
+
+    def listening(self) -> bool:
+        """Subscribed right now (after a broker restart, only once it has reconnected)."""
+        return self.connected.is_set()
 
     def on_message(self, topic: str, payload: bytes) -> None:
         node = topic.split("/")[-2]

@@ -139,6 +139,8 @@ async def test_broker_killed_during_a_wave_of_switches_and_restarted(
     wave = {g: IDLE if g in mining else w for g, w in want.items()}
     await converged(site, wave)
 
+    # the observer must be back before the replay, or it misses the refusals
+    await eventually(events.listening, timeout_s=10, what="the event observer reconnected")
     starts = _starts(site)
     stale = await _send_stale_commands(broker, site.nodes[0])
     faults += len(stale)
