@@ -7,7 +7,9 @@ the delay resets after a connection that held. `publish()` never blocks on a mis
 it returns False and the caller decides (telemetry is simply the next snapshot's job).
 
 The message callback is synchronous on purpose: ingest is a parse and a dict store, and a
-callback that cannot await cannot stall the client's reading loop behind slow work.
+callback that cannot await cannot stall the client's reading loop behind slow work. It is
+called as each message is read, with no queue between (the client's own queue and iterator
+cost as much per message as the validation); an exception in it is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ class MqttLink:
         subscriptions: Sequence[tuple[str, int]] = (),
         on_message: MessageHandler | None = None,
         on_connect: ConnectHook | None = None,
-        max_queued_incoming: int = 100_000,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -101,7 +102,6 @@ class MqttLink:
         self._subscriptions = tuple(subscriptions)
         self._on_message = on_message
         self._on_connect = on_connect
-        self._max_queued_incoming = max_queued_incoming
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.connections_total = 0
@@ -110,7 +110,27 @@ class MqttLink:
             initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
         )
 
+    def _deliver(self, message: aiomqtt.Message) -> None:
+        handler = self._on_message
+        if handler is None:
+            return
+        try:
+            handler(message.topic.value, bytes(message.payload))
+        except Exception:  # a handler's bug costs its message, never the connection
+            log.exception("mqtt message handler failed", topic=message.topic.value)
+
     def _new_client(self) -> aiomqtt.Client:
+        link = self
+
+        class Delivering(asyncio.Queue[aiomqtt.Message]):
+            """aiomqtt's incoming queue, replaced: each message goes straight to the link's
+            callback as the client reads it. Through the queue and aiomqtt's iterator (a
+            task and an `asyncio.wait` a message) the client's own loop cost about as much
+            as validating the payload (docs/benchmarks.md)."""
+
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                link._deliver(item)
+
         client = aiomqtt.Client(
             self.settings.host,
             self.settings.port,
@@ -127,7 +147,7 @@ class MqttLink:
             keepalive=self.settings.keepalive_s,
             timeout=10.0,
             tls_context=_tls_context(self.settings),
-            max_queued_incoming_messages=self._max_queued_incoming,
+            queue_type=Delivering,
             clean_session=True,
             socket_options=_SOCKET_OPTIONS,
             # a plan's commands go out together (publish_many); beyond this many awaiting
@@ -158,10 +178,10 @@ class MqttLink:
                 log.info("mqtt connected", broker=self._where(), client_id=self.client_id)
                 if self._on_connect is not None:
                     await self._on_connect(self)
-                handler = self._on_message
-                async for message in client.messages:
-                    if handler is not None:
-                        handler(message.topic.value, bytes(message.payload))
+                # messages reach the callback from the client's read callback (`_deliver`);
+                # this only waits for the connection to end
+                async for _ in client.messages:
+                    pass
         except aiomqtt.MqttError as error:
             if self.connected.is_set():
                 self.disconnections_total += 1
