@@ -22,7 +22,7 @@ from orchestrator import __version__
 from orchestrator.config import AgentConfig, ServeConfig, load_config
 from orchestrator.config.backtest import add_backtest_parser
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.lifecycle import install_signal_handlers
+from orchestrator.lifecycle import install_signal_handlers, tune_garbage_collector
 from orchestrator.logs import configure_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -122,7 +122,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, "serve")
     configure_logging(level=config.log.level, fmt=config.log.format)
     notifier = Notifier.from_environment(unset_environment=True)
-    return _run_daemon(CentralDaemon(config, notifier=notifier).run)
+    daemon = CentralDaemon(config, notifier=notifier)
+    tune_garbage_collector()  # after start-up's allocations, which it freezes
+    return _run_daemon(daemon.run)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
