@@ -4,6 +4,7 @@ generic paths said: the same JSON document, the same exposition lines."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -256,3 +257,27 @@ def test_per_gpu_plan_family_matches_a_gauge_family() -> None:
     registry.register(_One())
     collector = PlanCollector(loop, FleetState(offline_after_s=1.0))  # type: ignore[arg-type]
     assert collector.per_gpu_text(LabelCache()) == generate_latest(registry).decode()
+
+
+def test_state_rendering_follows_each_new_snapshot_and_plan() -> None:
+    """The renderer's caches (a node's GPUs, each GPU's fields around its telemetry) never
+    serve a replaced snapshot or an old plan's reasons."""
+    fleet = _fleet()
+    plan = SimpleNamespace(generation=7, plan=SimpleNamespace(assignments=_assignments()))
+    renderer = StateRenderer()
+    assert _render(renderer, fleet, plan) == _old_state(fleet, plan)
+    rig_a = fleet.nodes["rig-a"].telemetry
+    assert rig_a is not None
+    hotter = tuple(g.model_copy(update={"temperature_c": 91.0}) for g in rig_a.gpus)
+    newer = rig_a.model_copy(update={"seq": 2, "gpus": hotter})
+    fleet.apply_telemetry(newer, now_s=NOW_S)
+    rendered = _render(renderer, fleet, plan)
+    assert rendered == _old_state(fleet, plan)
+    assert [g["telemetry"]["temperature_c"] for g in rendered["nodes"][0]["gpus"]] == [91.0] * 4
+    replanned = dict(_assignments())
+    replanned["rig-a:0"] = replace(replanned["rig-a:0"], workload="ai:acme", reason="contract")
+    plan = SimpleNamespace(generation=8, plan=SimpleNamespace(assignments=replanned))
+    rendered = _render(renderer, fleet, plan)
+    assert rendered == _old_state(fleet, plan)
+    first = rendered["nodes"][0]["gpus"][0]
+    assert (first["planned_workload"], first["reason"]) == ("ai:acme", "contract")
