@@ -195,8 +195,19 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
     assert f"{url}/#token={token}" in output
 
 
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started (Linux: /proc/<pid>/task/<tid>/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 @pytest.mark.slow
-def test_ctrl_c_ends_the_demo_cleanly() -> None:
+@pytest.mark.parametrize("duration", [None, "600"])
+def test_ctrl_c_ends_the_demo_cleanly_and_its_broker_with_it(duration: str | None) -> None:
+    """With or without `--duration`: a demo given a long duration once waited for it to run
+    out after Ctrl-C (and, killed meanwhile, left its mosquitto behind)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
@@ -211,6 +222,7 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
             "2",
             "--http",
             f"127.0.0.1:{port}",
+            *(["--duration", duration] if duration else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -219,12 +231,15 @@ def test_ctrl_c_ends_the_demo_cleanly() -> None:
     demo = DemoOutput(process)
     try:
         _wait_for_gpus(url, 4, demo, timeout_s=15)
+        brokers = _children(process.pid)
+        assert brokers, "the demo runs its own broker"
         process.send_signal(signal.SIGINT)
     finally:
         output = demo.finish(timeout_s=15)
     assert process.returncode == 0, output
     assert "demo stopped" in output
     assert "Traceback" not in output
+    assert not any(Path(f"/proc/{pid}").exists() for pid in brokers)
 
 
 def test_miner_read_prints_a_normalised_reading_as_json() -> None:

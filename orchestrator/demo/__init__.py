@@ -235,7 +235,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 tasks.create_task(central.run(stop), name="serve")
                 for agent in agents:
                     tasks.create_task(agent.run(stop), name=f"agent-{agent.node}")
-                tasks.create_task(_announce(central, options, token), name="announce")
+                tasks.create_task(_announce(central, options, token, stop), name="announce")
                 if options.duration_s is not None:
                     tasks.create_task(_stop_after(stop, options.duration_s), name="duration")
         finally:
@@ -243,8 +243,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         log.info("demo stopped")
 
 
-async def _announce(central: CentralDaemon, options: DemoOptions, token: str) -> None:
-    await central.ready.wait()
+async def _announce(
+    central: CentralDaemon, options: DemoOptions, token: str, stop: asyncio.Event
+) -> None:
+    if not await _first_of(central.ready, stop):
+        return  # stopped before it was ready: nothing to announce
     url = central.http.url if central.http else "?"
     gpus = options.nodes * options.gpus_per_node
     shape = f"{options.nodes} nodes x {options.gpus_per_node} GPUs = {gpus} fake GPUs"
@@ -257,6 +260,22 @@ async def _announce(central: CentralDaemon, options: DemoOptions, token: str) ->
 
 
 async def _stop_after(stop: asyncio.Event, duration_s: float) -> None:
-    await asyncio.sleep(duration_s)
-    log.info("demo duration reached", duration_s=duration_s)
-    stop.set()
+    """Stop the demo after `duration_s`, or end at once when it is stopped sooner (a task
+    of the demo's group that slept on would hold the whole demo until its time ran out)."""
+    try:
+        async with asyncio.timeout(duration_s):
+            await stop.wait()
+    except TimeoutError:
+        log.info("demo duration reached", duration_s=duration_s)
+        stop.set()
+
+
+async def _first_of(wanted: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for `wanted` or `stop`; True when `wanted` was set."""
+    waits = [asyncio.ensure_future(wanted.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return wanted.is_set()
