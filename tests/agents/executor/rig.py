@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -199,15 +201,24 @@ async def central_view(broker: MosquittoBroker, node: str) -> AsyncIterator[Cent
 
 @contextlib.asynccontextmanager
 async def started(agent: NodeAgent) -> AsyncIterator[SwitchExecutor]:
-    """Run `agent` until it has recovered and subscribed; yield its executor."""
-    async with running(agent):
-        await eventually(
-            lambda: agent.executor is not None and agent.link.connected.is_set(),
-            timeout_s=10,
-            what="agent recovered and connected",
-        )
-        assert agent.executor is not None
-        yield agent.executor
+    """Run `agent` until it has recovered and subscribed; yield its executor. Afterwards
+    its workload processes are killed: they outlive their agent by design (fail-static),
+    but a test's must not outlive the test."""
+    try:
+        async with running(agent):
+            await eventually(
+                lambda: agent.executor is not None and agent.link.connected.is_set(),
+                timeout_s=10,
+                what="agent recovered and connected",
+            )
+            assert agent.executor is not None
+            yield agent.executor
+    finally:
+        for slot in agent.executor.slots.values() if agent.executor else ():
+            handle = slot.handle
+            if handle is not None and handle.driver == "process":
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.killpg(int(handle.ref), signal.SIGKILL)  # its own process group
 
 
 class StartCounter:

@@ -122,16 +122,20 @@ async def test_repeated_failure_quarantines_the_gpu_until_an_operator_clears_it(
         assert "(2 restarts within 60 s)" in quarantined.reason
         assert quarantined.workload == "mine:crashy"
 
-        def unhealthy() -> bool:
+        def unhealthy_and_stopped() -> bool:
+            # quarantine is reported at once, the stop of its workload a moment later
             gpu = view.gpu(0)
-            return gpu is not None and gpu.health is Health.UNHEALTHY
+            return (
+                gpu is not None
+                and gpu.health is Health.UNHEALTHY
+                and gpu.workload is not None
+                and gpu.workload.workload == "idle"
+            )
 
-        await eventually(unhealthy, what="GPU 0 reported unhealthy")
+        await eventually(unhealthy_and_stopped, what="GPU 0 unhealthy, its workload stopped")
         gpu0 = view.gpu(0)
         assert gpu0 is not None
         assert gpu0.health_reasons[-1].startswith("quarantined: crashed")
-        assert gpu0.workload is not None
-        assert gpu0.workload.workload == "idle"  # its workload was stopped
         refused = await view.run(command(NODE, 0, "mine:miner-a"))
         assert refused.state == "refused"
         assert refused.reason.startswith("GPU quarantined: crashed")
