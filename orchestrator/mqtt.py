@@ -36,7 +36,10 @@ MessageHandler = Callable[[str, bytes], None]
 # PUBACK of a command, then its `accepted` event) waits for the broker's delayed ACK: about
 # 40 ms on Linux, which was most of a command's round trip (docs/benchmarks.md).
 _SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-_MAX_INFLIGHT = 1000
+# At most this many QoS 1 publications await their PUBACK at once (`publish_many` queues the
+# rest). The client checks every new publication against all pending ones, so thousands at
+# once cost quadratic time: 7,500 concurrent commands took 3 s before the first left.
+_MAX_INFLIGHT = 100
 ConnectHook = Callable[["MqttLink"], Awaitable[None]]
 
 __all__ = ["Backoff", "MqttLink", "Will"]
@@ -150,9 +153,9 @@ class MqttLink:
             queue_type=Delivering,
             clean_session=True,
             socket_options=_SOCKET_OPTIONS,
-            # a plan's commands go out together (publish_many); beyond this many awaiting
-            # their PUBACK, the client holds the rest back until acknowledgements arrive
+            # a plan's commands go out together (publish_many), this many at a time
             max_inflight_messages=_MAX_INFLIGHT,
+            max_concurrent_outgoing_calls=_MAX_INFLIGHT,
         )
         client.pending_calls_threshold = 10_000
         return client
