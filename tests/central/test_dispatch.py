@@ -10,12 +10,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
+from orchestrator.central.store import CommandRecord, Store
 from orchestrator.config.common import MqttSection
 from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.mqtt import MqttLink
@@ -265,3 +267,48 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
         paho = link._client._client  # type: ignore[union-attr]
         sock = paho.socket()
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+async def test_a_superseded_command_is_saved_after_its_successor_went_out(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """Ending the old command is written with the new one's publication, not before it; a
+    crash in between leaves both open in the store, and a restart keeps only the newer."""
+    store = Store(tmp_path / "serve.sqlite3")
+    bench.dispatcher.store = store
+
+    def plan(generation: int, workload: str) -> list[CommandRecord]:
+        prepared = bench.dispatcher.prepare(
+            one_switch("rig:0", workload), generation=generation, uuids={}
+        )
+        store.record_plan(
+            generation=generation,
+            at_s=bench.clock.now_s,
+            trigger="test",
+            net_usd_per_hour=0.0,
+            commands=prepared,
+            summary={},
+        )
+        return prepared
+
+    (first,) = await bench.dispatcher.publish(plan(1, "mine:kawpow"))
+    bench.clock.now_s += 1.0
+    prepared = plan(2, "ai:acme")
+    # a crash here: both are open; a new dispatcher restores only the newer one
+    open_now = store.open_commands()
+    assert [c.command_id for c in open_now] == [first.command_id, prepared[0].command_id]
+    restarted = Dispatcher(
+        link=bench.dispatcher.link,
+        topics=TOPICS,
+        registry=CollectorRegistry(),
+        command_timeout_s=600.0,
+        command_ttl_s=120.0,
+        clock=bench.clock,
+    )
+    restarted.restore(open_now)
+    assert restarted.in_flight["rig:0"].command_id == prepared[0].command_id
+    # no crash: the publication saves the older one's end with it
+    await bench.dispatcher.publish(prepared)
+    assert [c.command_id for c in store.open_commands()] == [prepared[0].command_id]
+    states = {c.command_id: c.state for c in store.recent_commands(10)}
+    assert states[first.command_id] == "superseded"
