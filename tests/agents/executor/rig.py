@@ -200,10 +200,13 @@ async def central_view(broker: MosquittoBroker, node: str) -> AsyncIterator[Cent
 
 
 @contextlib.asynccontextmanager
-async def started(agent: NodeAgent) -> AsyncIterator[SwitchExecutor]:
+async def started(
+    agent: NodeAgent, *, keep_workloads: bool = False
+) -> AsyncIterator[SwitchExecutor]:
     """Run `agent` until it has recovered and subscribed; yield its executor. Afterwards
-    its workload processes are killed: they outlive their agent by design (fail-static),
-    but a test's must not outlive the test."""
+    its workload processes are killed, unless `keep_workloads` (for a test that restarts
+    the agent): they outlive their agent by design (fail-static), but a test's must not
+    outlive the test."""
     try:
         async with running(agent):
             await eventually(
@@ -214,7 +217,7 @@ async def started(agent: NodeAgent) -> AsyncIterator[SwitchExecutor]:
             assert agent.executor is not None
             yield agent.executor
     finally:
-        for slot in agent.executor.slots.values() if agent.executor else ():
+        for slot in agent.executor.slots.values() if agent.executor and not keep_workloads else ():
             handle = slot.handle
             if handle is not None and handle.driver == "process":
                 with contextlib.suppress(ProcessLookupError, ValueError):

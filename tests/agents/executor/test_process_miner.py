@@ -103,7 +103,7 @@ async def test_a_stub_miner_is_started_health_checked_by_bus_id_recovered_and_st
     backend = build_backend(config.gpu, node=NODE)
     first = NodeAgent(config, backend=backend)
     async with central_view(mosquitto, NODE) as view:
-        async with started(first) as executor:
+        async with started(first, keep_workloads=True) as executor:
             done = await view.run(command(NODE, 0, "mine:trex"))
             assert done.state == "done", done.reason
             assert done.reason == "2.15e+07 H/s"  # the miner's reading for this GPU's bus

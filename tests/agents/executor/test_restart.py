@@ -33,7 +33,7 @@ async def test_after_a_restart_the_workload_is_recovered_and_old_commands_are_no
     first = NodeAgent(config, backend=backend)
     to_mine = command(NODE, 0, "mine:miner-a", generation=7)
     async with central_view(mosquitto, NODE) as view:
-        async with started(first) as executor:
+        async with started(first, keep_workloads=True) as executor:
             done = await view.run(to_mine)
             assert done.state == "done"
             handle = executor.slots[0].handle
