@@ -250,15 +250,21 @@ class Dispatcher:
             self.store.update_commands(records)
 
     def restore(self, open_commands: list[CommandRecord]) -> None:
-        """Put a previous run's open commands back in flight, to be re-sent as they were."""
+        """Put a previous run's open commands (oldest first) back in flight, to be re-sent as
+        they were; of two for one GPU the later stays. One transaction for all of them."""
+        changed: dict[str, CommandRecord] = {}
         for command in open_commands:
             restored = replace(command, state="in_flight", acked=False, next_retry_s=0.0)
             previous = self.in_flight.get(command.gpu)
             if previous is not None:
-                self._finish(command.gpu, "superseded", self.clock(), outcome="newer command")
+                ended = self._finish(
+                    command.gpu, "superseded", self.clock(), outcome="newer command", save=False
+                )
+                changed[ended.command_id] = ended
             self.in_flight[command.gpu] = restored
             self.by_id[command.command_id] = command.gpu
-            self._save(restored)
+            changed[restored.command_id] = restored
+        self._save_all(list(changed.values()))
         if open_commands:
             log.info("switch commands restored from the store", count=len(open_commands))
 
@@ -329,11 +335,18 @@ class Dispatcher:
                     next_retry_s=now_s + self.ack_timeout_s,
                 )
             )
-        # saved with the plan's publications, after them (`publish`): their transaction would
-        # otherwise sit between a decision and its commands (~0.2 s for 7,500). A crash before
-        # that leaves both open in the store; `restore` keeps only the newer one per GPU.
+        # not saved here: the caller writes them in the plan's own transaction (`take_ended`,
+        # `Store.record_plan`), or `publish` saves what no one took. A transaction of their
+        # own would sit between a decision and its commands (~0.2 s for 7,500), and saving
+        # them only after publishing would let a crash in between revive a command the plan
+        # ended without a successor (one whose target is cooling down).
         self._superseded_unsaved.extend(superseded)
         return records
+
+    def take_ended(self) -> list[CommandRecord]:
+        """The commands `prepare` ended, for the caller to save with the plan's commands."""
+        ended, self._superseded_unsaved = self._superseded_unsaved, []
+        return ended
 
     async def publish(self, records: list[CommandRecord]) -> list[CommandRecord]:
         """Publish prepared commands; each becomes in flight, or unsent without a broker."""
@@ -372,10 +385,9 @@ class Dispatcher:
         # `publishing`, which a restart re-sends with the same ids (agents answer a repeat
         # from their record), so nothing is lost or run twice. A command an agent answered
         # meanwhile was saved by its event (acked or ended) and is not written back here.
-        superseded, self._superseded_unsaved = self._superseded_unsaved, []
         self._save_all(
             [
-                *superseded,
+                *self.take_ended(),  # when the caller did not save them with the plan
                 *(r for r in published if r.state == "unsent" or self.in_flight.get(r.gpu) is r),
             ]
         )

@@ -241,6 +241,7 @@ class PolicyLoop:
                 net_usd_per_hour=result.net_usd_per_hour,
                 commands=prepared,
                 summary=_summary(result),
+                ended=self.dispatcher.take_ended(),
             )
         commands = await self.dispatcher.publish(prepared)
         if self.store is not None:

@@ -299,8 +299,10 @@ class Store:
         net_usd_per_hour: float,
         commands: Iterable[CommandRecord],
         summary: dict[str, Any],
+        ended: Iterable[CommandRecord] = (),
     ) -> None:
-        """One transaction: the plan and its commands (state `publishing`), before any is sent."""
+        """One transaction: the plan, its commands (state `publishing`), before any is sent,
+        and the new state of the commands it ended (`ended`: superseded by it)."""
         commands = list(commands)
         with self.transaction() as db:
             db.execute(
@@ -321,6 +323,7 @@ class Store:
                 " finished_at_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_command_tuple(c) for c in commands],
             )
+            _update_commands(db, ended)
 
     def update_command(self, row: CommandRecord) -> None:
         self.update_commands([row])
@@ -328,27 +331,15 @@ class Store:
     def update_commands(self, rows: Iterable[CommandRecord]) -> None:
         """Each command's new state, all in one transaction (one fsync, not one per row)."""
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE commands SET state = ?, acked = ?, attempts = ?, outcome = ?,"
-                " finished_at_s = ? WHERE command_id = ?",
-                [
-                    (
-                        row.state,
-                        int(row.acked),
-                        row.attempts,
-                        row.outcome,
-                        row.finished_at_s,
-                        row.command_id,
-                    )
-                    for row in rows
-                ],
-            )
+            _update_commands(db, rows)
 
     def open_commands(self) -> list[CommandRecord]:
         rows = self.db.execute(
             "SELECT command_id, generation, gpu, workload, previous, reason, issued_at_s,"
             " expires_at_s, state, payload, acked, attempts, outcome, finished_at_s"
-            " FROM commands WHERE state IN (?, ?) ORDER BY issued_at_s",
+            # oldest first, by generation (it only grows, across restarts too): of two open
+            # commands for one GPU, `Dispatcher.restore` keeps the later
+            " FROM commands WHERE state IN (?, ?) ORDER BY generation, issued_at_s",
             OPEN_COMMAND_STATES,
         ).fetchall()
         return [_command_row(r) for r in rows]
@@ -444,6 +435,24 @@ class Store:
             " FROM market_quotes"
         ).fetchall()
         return [(*r[:6], json.loads(r[6])) for r in rows]
+
+
+def _update_commands(db: sqlite3.Connection, rows: Iterable[CommandRecord]) -> None:
+    db.executemany(
+        "UPDATE commands SET state = ?, acked = ?, attempts = ?, outcome = ?,"
+        " finished_at_s = ? WHERE command_id = ?",
+        [
+            (
+                row.state,
+                int(row.acked),
+                row.attempts,
+                row.outcome,
+                row.finished_at_s,
+                row.command_id,
+            )
+            for row in rows
+        ],
+    )
 
 
 def _command_tuple(c: CommandRecord) -> tuple[Any, ...]:

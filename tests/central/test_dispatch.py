@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -269,17 +269,29 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
-async def test_a_superseded_command_is_saved_after_its_successor_went_out(
+def _restarted(bench: Bench) -> Dispatcher:
+    return Dispatcher(
+        link=bench.dispatcher.link,
+        topics=TOPICS,
+        registry=CollectorRegistry(),
+        command_timeout_s=600.0,
+        command_ttl_s=120.0,
+        clock=bench.clock,
+    )
+
+
+async def test_commands_a_plan_ends_are_saved_in_the_plans_own_transaction(
     bench: Bench, tmp_path: Path
 ) -> None:
-    """Ending the old command is written with the new one's publication, not before it; a
-    crash in between leaves both open in the store, and a restart keeps only the newer."""
+    """Ended with the plan's journal entry, before anything is published: a crash right
+    after it restores neither a superseded command nor one the plan revoked without a
+    successor (its new target cooling down after a failure)."""
     store = Store(tmp_path / "serve.sqlite3")
     bench.dispatcher.store = store
 
-    def plan(generation: int, workload: str) -> list[CommandRecord]:
+    def plan(generation: int, gpu: str, workload: str) -> list[CommandRecord]:
         prepared = bench.dispatcher.prepare(
-            one_switch("rig:0", workload), generation=generation, uuids={}
+            one_switch(gpu, workload), generation=generation, uuids={}
         )
         store.record_plan(
             generation=generation,
@@ -288,27 +300,56 @@ async def test_a_superseded_command_is_saved_after_its_successor_went_out(
             net_usd_per_hour=0.0,
             commands=prepared,
             summary={},
+            ended=bench.dispatcher.take_ended(),
         )
         return prepared
 
-    (first,) = await bench.dispatcher.publish(plan(1, "mine:kawpow"))
+    (first,) = await bench.dispatcher.publish(plan(1, "rig:0", "mine:kawpow"))
+    (revoked,) = await bench.dispatcher.publish(plan(1, "rig:1", "mine:kawpow"))
+    bench.dispatcher.cooldowns[("rig:1", "ai:acme")] = bench.clock.now_s + 900.0
     bench.clock.now_s += 1.0
-    prepared = plan(2, "ai:acme")
-    # a crash here: both are open; a new dispatcher restores only the newer one
-    open_now = store.open_commands()
-    assert [c.command_id for c in open_now] == [first.command_id, prepared[0].command_id]
-    restarted = Dispatcher(
-        link=bench.dispatcher.link,
-        topics=TOPICS,
-        registry=CollectorRegistry(),
-        command_timeout_s=600.0,
-        command_ttl_s=120.0,
-        clock=bench.clock,
-    )
-    restarted.restore(open_now)
-    assert restarted.in_flight["rig:0"].command_id == prepared[0].command_id
-    # no crash: the publication saves the older one's end with it
-    await bench.dispatcher.publish(prepared)
-    assert [c.command_id for c in store.open_commands()] == [prepared[0].command_id]
+    successor = plan(2, "rig:0", "ai:acme")
+    assert plan(2, "rig:1", "ai:acme") == []  # cooling down: rig:1's command ends, none replaces it
+    # a crash here, before anything is published
+    assert [c.command_id for c in store.open_commands()] == [successor[0].command_id]
     states = {c.command_id: c.state for c in store.recent_commands(10)}
-    assert states[first.command_id] == "superseded"
+    assert states[first.command_id] == states[revoked.command_id] == "superseded"
+    restarted = _restarted(bench)
+    restarted.restore(store.open_commands())
+    assert set(restarted.in_flight) == {"rig:0"}
+
+
+async def test_a_restart_keeps_the_later_generation_of_two_open_commands(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """Two open commands for one GPU (a crash between a plan and the save of what it
+    ended): the later plan generation wins, even when the clock stepped back between them,
+    and the restore is written in one transaction."""
+    store = Store(tmp_path / "serve.sqlite3")
+    older = bench.dispatcher.prepare(one_switch("rig:0", "mine:kawpow"), generation=5, uuids={})
+    bench.dispatcher.take_ended()
+    bench.clock.now_s -= 30.0  # an NTP step backwards
+    newer = _restarted(bench).prepare(one_switch("rig:0", "ai:acme"), generation=6, uuids={})
+    for generation, commands in ((5, older), (6, newer)):
+        store.record_plan(
+            generation=generation,
+            at_s=bench.clock.now_s,
+            trigger="test",
+            net_usd_per_hour=0.0,
+            commands=commands,
+            summary={},
+        )
+    writes: list[int] = []
+    real_update = store.update_commands
+
+    def counted(rows: Iterable[CommandRecord]) -> None:
+        writes.append(1)
+        real_update(rows)
+
+    store.update_commands = counted  # type: ignore[method-assign]
+    restarted = _restarted(bench)
+    restarted.store = store
+    restarted.restore(store.open_commands())
+    assert restarted.in_flight["rig:0"].command_id == newer[0].command_id
+    assert writes == [1]
+    assert [c.command_id for c in store.open_commands()] == [newer[0].command_id]
