@@ -18,6 +18,7 @@ import asyncio
 import random
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -109,6 +110,8 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connections_total = 0
         self.disconnections_total = 0
+        self.handler_errors_total = 0  # messages whose handler raised (each one dropped)
+        self._handler_error_logged_s = float("-inf")
         self._backoff = Backoff(
             initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
         )
@@ -120,7 +123,15 @@ class MqttLink:
         try:
             handler(message.topic.value, bytes(message.payload))
         except Exception:  # a handler's bug costs its message, never the connection
-            log.exception("mqtt message handler failed", topic=message.topic.value)
+            self.handler_errors_total += 1
+            now_s = time.monotonic()
+            if now_s - self._handler_error_logged_s >= 1.0:  # a traceback a second at most
+                self._handler_error_logged_s = now_s
+                log.exception(
+                    "mqtt message handler failed",
+                    topic=message.topic.value,
+                    failures_total=self.handler_errors_total,
+                )
 
     def _new_client(self) -> aiomqtt.Client:
         link = self
@@ -194,17 +205,30 @@ class MqttLink:
             self.connected.clear()
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        unconfirmed_ok: bool = False,
     ) -> bool:
-        """Publish if connected; False when the broker is away or the publish failed."""
+        """Publish if connected; False when the broker is away or the publish failed.
+
+        `unconfirmed_ok`: True also for a message the client took but whose acknowledgement
+        did not come in time (it may well have been delivered); False then means only "never
+        handed over" (no connection, refused by the client)."""
         client = self._client
         if client is None:
             return False
         try:
             await client.publish(topic, payload, qos=qos, retain=retain)
-        except aiomqtt.MqttError as error:
-            log.debug("mqtt publish failed", topic=topic, error=str(error))
+        except aiomqtt.MqttCodeError as error:  # the client refused it: not sent
+            log.debug("mqtt publish refused", topic=topic, error=str(error))
             return False
+        except aiomqtt.MqttError as error:  # taken, not acknowledged in time
+            log.debug("mqtt publish unconfirmed", topic=topic, error=str(error))
+            return unconfirmed_ok
         finally:
             # aiomqtt's publish waits with asyncio.wait_for, which on Python 3.11 can
             # swallow a cancellation landing with the broker's acknowledgement
@@ -214,7 +238,9 @@ class MqttLink:
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1
     ) -> list[bool]:
-        """Publish several messages at once; one result a message, in order.
+        """Publish several messages at once; one result a message, in order: True when the
+        client took it, even if its acknowledgement timed out (`unconfirmed_ok`: the
+        dispatcher keeps such a command in flight and re-sends it under its id).
 
         They go out together and their acknowledgements are awaited together. One after
         another, each would wait for the broker's PUBACK, which under load queues behind
@@ -223,7 +249,11 @@ class MqttLink:
         """
         if not messages:
             return []
-        return list(await asyncio.gather(*(self.publish(t, p, qos=qos) for t, p in messages)))
+        return list(
+            await asyncio.gather(
+                *(self.publish(t, p, qos=qos, unconfirmed_ok=True) for t, p in messages)
+            )
+        )
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
+
+import pytest
 
 from orchestrator.config.common import MqttSection
-from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.demo.broker import MosquittoBroker, free_port
 from orchestrator.mqtt import MqttLink
 from tests.waiting import eventually
 
@@ -34,7 +38,39 @@ async def test_a_handler_that_raises_loses_only_that_message(mosquitto: Mosquitt
         )
         assert listener.connected.is_set()
         assert listener.connections_total == 1  # the bad message did not cost the connection
+        assert listener.handler_errors_total == 1
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_a_publication_the_broker_never_acknowledged_counts_as_handed_over_for_commands(
+    tmp_path: Path,
+) -> None:
+    """A frozen broker (SIGSTOP) takes the bytes but never answers: after the client's
+    10 s wait, `publish` says False, while `publish_many` (the dispatcher's, which re-sends
+    under the same id) says True: the command may have arrived, so it stays in flight."""
+    broker = MosquittoBroker(tmp_path / "broker")
+    broker.start_sync()
+    link = MqttLink(MqttSection(host=broker.host, port=broker.port, site="test"), client_id="c")
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), 5)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        try:
+            plain, many = await asyncio.gather(
+                link.publish("t/a", b"x", qos=1), link.publish_many([("t/b", b"y")])
+            )
+        finally:
+            broker.process.send_signal(signal.SIGCONT)
+        assert (plain, many) == (False, [True])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        broker.stop_sync()
+    assert await MqttLink(
+        MqttSection(host="127.0.0.1", port=free_port(), site="test"), client_id="d"
+    ).publish_many([("t/c", b"z")]) == [False]  # never connected: not handed over
