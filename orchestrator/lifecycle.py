@@ -104,7 +104,7 @@ def tune_garbage_collector(*, young_threshold: int = 50_000) -> None:
     all the same; at its default (a young collection every 700 allocations) it also ran full
     collections of the whole heap every few thousand messages, a third of `serve`'s time
     under a burst of telemetry (docs/benchmarks.md). So: collect once, freeze what start-up
-    built (modules, schemas, configuration, restored state: long-lived by nature), and
+    built (modules, schemas, configuration: long-lived by nature), and
     collect the young generation every `young_threshold` allocations, by which time most
     snapshots it would have examined have already been replaced and freed.
     """
