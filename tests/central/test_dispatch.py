@@ -269,6 +269,25 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
+def _journal(
+    store: Store,
+    generation: int,
+    at_s: float,
+    commands: list[CommandRecord],
+    ended: list[CommandRecord] | None = None,
+) -> None:
+    """What the policy loop writes before publishing a plan's commands."""
+    store.record_plan(
+        generation=generation,
+        at_s=at_s,
+        trigger="test",
+        net_usd_per_hour=0.0,
+        commands=commands,
+        summary={},
+        ended=ended or [],
+    )
+
+
 def _restarted(bench: Bench) -> Dispatcher:
     return Dispatcher(
         link=bench.dispatcher.link,
@@ -293,15 +312,7 @@ async def test_commands_a_plan_ends_are_saved_in_the_plans_own_transaction(
         prepared = bench.dispatcher.prepare(
             one_switch(gpu, workload), generation=generation, uuids={}
         )
-        store.record_plan(
-            generation=generation,
-            at_s=bench.clock.now_s,
-            trigger="test",
-            net_usd_per_hour=0.0,
-            commands=prepared,
-            summary={},
-            ended=bench.dispatcher.take_ended(),
-        )
+        _journal(store, generation, bench.clock.now_s, prepared, bench.dispatcher.take_ended())
         return prepared
 
     (first,) = await bench.dispatcher.publish(plan(1, "rig:0", "mine:kawpow"))
@@ -330,15 +341,8 @@ async def test_a_restart_keeps_the_later_generation_of_two_open_commands(
     bench.dispatcher.take_ended()
     bench.clock.now_s -= 30.0  # an NTP step backwards
     newer = _restarted(bench).prepare(one_switch("rig:0", "ai:acme"), generation=6, uuids={})
-    for generation, commands in ((5, older), (6, newer)):
-        store.record_plan(
-            generation=generation,
-            at_s=bench.clock.now_s,
-            trigger="test",
-            net_usd_per_hour=0.0,
-            commands=commands,
-            summary={},
-        )
+    _journal(store, 5, bench.clock.now_s, older)
+    _journal(store, 6, bench.clock.now_s, newer)
     writes: list[int] = []
     real_update = store.update_commands
 
