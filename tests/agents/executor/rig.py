@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +22,7 @@ from orchestrator.agents.executor import SwitchExecutor
 from orchestrator.config import AgentConfig, parse_config
 from orchestrator.config.common import MqttSection
 from orchestrator.demo.broker import MosquittoBroker
-from orchestrator.drivers import Driver, Handle, WorkloadSpec
+from orchestrator.drivers import Driver, Handle, HandleError, WorkloadSpec
 from orchestrator.mqtt import MqttLink
 from orchestrator.protocol import (
     GpuHealthEvent,
@@ -217,11 +215,20 @@ async def started(
             assert agent.executor is not None
             yield agent.executor
     finally:
-        for slot in agent.executor.slots.values() if agent.executor and not keep_workloads else ():
-            handle = slot.handle
-            if handle is not None and handle.driver == "process":
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.killpg(int(handle.ref), signal.SIGKILL)  # its own process group
+        if agent.executor is not None and not keep_workloads:
+            await _destroy_processes(agent, agent.executor)
+
+
+async def _destroy_processes(agent: NodeAgent, executor: SwitchExecutor) -> None:
+    """Kill the agent's process-driver workloads through their driver, which also reaps
+    them (a bare kill left asyncio's transport to be collected with a ResourceWarning)."""
+    profiles = {p.id: p for p in agent.config.profiles}
+    for slot in executor.slots.values():
+        handle = slot.handle
+        if handle is None or handle.driver != "process" or handle.profile_id not in profiles:
+            continue
+        with contextlib.suppress(OSError, HandleError):
+            await agent.drivers.for_profile(profiles[handle.profile_id]).destroy(handle)
 
 
 class StartCounter:
