@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr
 
 from orchestrator.config.common import MqttSection
@@ -98,6 +99,7 @@ class MqttLink:
         subscriptions: Sequence[tuple[str, int]] = (),
         on_message: MessageHandler | None = None,
         on_connect: ConnectHook | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
@@ -112,6 +114,15 @@ class MqttLink:
         self.disconnections_total = 0
         self.handler_errors_total = 0  # messages whose handler raised (each one dropped)
         self._handler_error_logged_s = float("-inf")
+        self._handler_errors = (
+            Counter(
+                "orchestrator_mqtt_handler_errors",
+                "MQTT messages dropped because handling them raised (a bug: see the log)",
+                registry=registry,
+            )
+            if registry is not None
+            else None
+        )
         self._backoff = Backoff(
             initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
         )
@@ -124,6 +135,8 @@ class MqttLink:
             handler(message.topic.value, bytes(message.payload))
         except Exception:  # a handler's bug costs its message, never the connection
             self.handler_errors_total += 1
+            if self._handler_errors is not None:
+                self._handler_errors.inc()
             now_s = time.monotonic()
             if now_s - self._handler_error_logged_s >= 1.0:  # a traceback a second at most
                 self._handler_error_logged_s = now_s

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from orchestrator.config.common import MqttSection
 from orchestrator.demo.broker import MosquittoBroker, free_port
@@ -23,8 +24,13 @@ async def test_a_handler_that_raises_loses_only_that_message(mosquitto: Mosquitt
             raise ValueError("a bug in a handler")
         received.append(payload)
 
+    registry = CollectorRegistry()
     listener = MqttLink(
-        settings, client_id="listener", subscriptions=[("t/#", 1)], on_message=handler
+        settings,
+        client_id="listener",
+        subscriptions=[("t/#", 1)],
+        on_message=handler,
+        registry=registry,
     )
     talker = MqttLink(settings, client_id="talker")
     tasks = [asyncio.create_task(listener.run()), asyncio.create_task(talker.run())]
@@ -39,6 +45,7 @@ async def test_a_handler_that_raises_loses_only_that_message(mosquitto: Mosquitt
         assert listener.connected.is_set()
         assert listener.connections_total == 1  # the bad message did not cost the connection
         assert listener.handler_errors_total == 1
+        assert registry.get_sample_value("orchestrator_mqtt_handler_errors_total") == 1.0
     finally:
         for task in tasks:
             task.cancel()

@@ -193,6 +193,7 @@ class NodeAgent:
             subscriptions=[(self.topics.commands(self.node), 1)],
             on_message=self._on_command,
             on_connect=self._announce_online,
+            registry=self.registry,
         )
         self.http: HttpListener | None = None
 

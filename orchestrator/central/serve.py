@@ -79,6 +79,7 @@ class CentralDaemon:
                 (self.topics.all_of("events"), 1),
             ],
             on_message=self.ingest.handle,
+            registry=self.registry,
         )
         self.store = Store(config.store.path)
         self.book = build_book(config.market)
