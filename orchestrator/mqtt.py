@@ -114,14 +114,10 @@ class MqttLink:
         self.disconnections_total = 0
         self.handler_errors_total = 0  # messages whose handler raised (each one dropped)
         self._handler_error_logged_s = float("-inf")
-        self._handler_errors = (
-            Counter(
-                "orchestrator_mqtt_handler_errors",
-                "MQTT messages dropped because handling them raised (a bug: see the log)",
-                registry=registry,
-            )
-            if registry is not None
-            else None
+        self._handler_errors = Counter(  # registered only where a registry is given
+            "orchestrator_mqtt_handler_errors",
+            "MQTT messages dropped because handling them raised (a bug: see the log)",
+            registry=registry,
         )
         self._backoff = Backoff(
             initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
@@ -135,8 +131,7 @@ class MqttLink:
             handler(message.topic.value, bytes(message.payload))
         except Exception:  # a handler's bug costs its message, never the connection
             self.handler_errors_total += 1
-            if self._handler_errors is not None:
-                self._handler_errors.inc()
+            self._handler_errors.inc()
             now_s = time.monotonic()
             if now_s - self._handler_error_logged_s >= 1.0:  # a traceback a second at most
                 self._handler_error_logged_s = now_s

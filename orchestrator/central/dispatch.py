@@ -84,7 +84,8 @@ class Dispatcher:
         self.by_id: dict[str, str] = {}  # command id -> GPU key, for in-flight commands
         self.cooldowns: dict[tuple[str, str], float] = {}  # (GPU, target) -> until
         self.journal: deque[CommandRecord] = deque(maxlen=journal_size)
-        self._superseded_unsaved: list[CommandRecord] = []  # ended by `prepare`, saved by `publish`
+        # ended by `prepare`; saved with the plan (`take_ended`) or else by `publish`
+        self._superseded_unsaved: list[CommandRecord] = []
         self.published = Counter(
             "orchestrator_commands_published",
             "Switch command publications, by result (sent, unsent, retried)",
@@ -211,9 +212,7 @@ class Dispatcher:
             if command.acked or now_s < command.next_retry_s or now_s > command.expires_at_s:
                 continue
             due.append(command)
-        sent_all = await self.link.publish_many(
-            [(self.topics.commands(c.gpu.rpartition(":")[0]), c.payload) for c in due]
-        )
+        sent_all = await self.link.publish_many(self._messages(due))
         retried: list[CommandRecord] = []
         for command, sent in zip(due, sent_all, strict=True):
             delay_s = min(self.ack_timeout_max_s, self.ack_timeout_s * 2**command.attempts)
@@ -224,6 +223,10 @@ class Dispatcher:
             self.published.labels("retried" if sent else "unsent").inc()
         self._save_all(retried)
         return len(retried)
+
+    def _messages(self, records: list[CommandRecord]) -> list[tuple[str, bytes]]:
+        """(topic, payload) of each command, for `publish_many`."""
+        return [(self.topics.commands(r.gpu.rpartition(":")[0]), r.payload) for r in records]
 
     def _finish(
         self, key: str, state: str, now_s: float, *, outcome: str = "", save: bool = True
@@ -356,9 +359,7 @@ class Dispatcher:
         for record in flying:
             self.in_flight[record.gpu] = record
             self.by_id[record.command_id] = record.gpu
-        sent_all = await self.link.publish_many(
-            [(self.topics.commands(r.gpu.rpartition(":")[0]), r.payload) for r in flying]
-        )
+        sent_all = await self.link.publish_many(self._messages(flying))
         published: list[CommandRecord] = []
         for record, sent in zip(flying, sent_all, strict=True):
             # a command its agent already answered went out, whatever the client said
