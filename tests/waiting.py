@@ -22,3 +22,17 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def eventually_sync(
+    probe: Callable[[], T | None], *, timeout_s: float = 10.0, what: str = "condition"
+) -> T:
+    """`eventually` for code outside an event loop (polls every 0.1 s)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)

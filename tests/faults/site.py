@@ -33,6 +33,7 @@ from typing import Any
 from orchestrator.central.auth import digest
 from orchestrator.demo.broker import MosquittoBroker, port_accepts
 from orchestrator.protocol import SwitchEvent, decode_event
+from tests.waiting import eventually_sync
 
 WORKLOAD = Path(__file__).with_name("workload.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -293,7 +294,7 @@ class Site:
         for pid in {*self.running_pids(), *_pids_with_argument(str(self.ledger))}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # the driver starts each in its own group
-        wait_sync(
+        eventually_sync(
             lambda: not _pids_with_argument(str(self.ledger)),
             timeout_s=10,
             what="the site's workloads gone",
@@ -442,17 +443,6 @@ def waiting_process_exit(daemon: Daemon) -> Iterator[None]:
         yield
     finally:
         daemon.stop()
-
-
-def wait_sync(probe: Any, *, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------- counting
