@@ -87,15 +87,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def is_clean_stop(error: BaseException) -> bool:
-    """True when a TaskGroup ended only because a stop was requested."""
-    if isinstance(error, StopRequested):
-        return True
-    if isinstance(error, BaseExceptionGroup):
-        return all(is_clean_stop(inner) for inner in error.exceptions)
-    return False
-
-
 def tune_garbage_collector(*, young_threshold: int = 50_000) -> None:
     """Tune the cyclic garbage collector for a daemon that churns through telemetry.
 

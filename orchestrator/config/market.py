@@ -19,7 +19,7 @@ Secrets (the Luxor API key) never sit in the file: `api_key_file` (relative path
 under `$CREDENTIALS_DIRECTORY`, as systemd credentials are) or `api_key_env` name where the key
 is, and `resolve_api_key()` reads it when a fetch needs it, so a rotated key is picked up
 without a restart. This module only models config; the feeds themselves live in
-`orchestrator.policy.feeds`, which builds them from these sections.
+`orchestrator.markets`, which builds them from these sections.
 """
 
 from __future__ import annotations

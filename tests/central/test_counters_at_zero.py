@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.config.common import MqttSection
 from orchestrator.config.market import MarketConfig
+from orchestrator.markets import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.mqtt import MqttLink
-from orchestrator.policy.feeds import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.protocol import Topics
 
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from orchestrator.policy.feeds import POWER_KEY, MarketBook, Provenance, Quote, QuoteKind
-from orchestrator.policy.feeds.units import hashes_per_unit, to_usd_per_hs_day, to_usd_per_kwh
+from orchestrator.markets import POWER_KEY, MarketBook, Provenance, Quote, QuoteKind
+from orchestrator.markets.units import hashes_per_unit, to_usd_per_hs_day, to_usd_per_kwh
 
 NOW_S = 1_714_560_000.0
 

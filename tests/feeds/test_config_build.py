@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.config.market import MarketConfig
-from orchestrator.policy.feeds import (
+from orchestrator.markets import (
     LuxorSource,
     NiceHashSource,
     PowerTouSource,
@@ -22,7 +22,7 @@ from orchestrator.policy.feeds import (
     build_sources,
     run_feed_once,
 )
-from orchestrator.policy.feeds import _recorded_data as recorded
+from orchestrator.markets import _recorded_data as recorded
 
 NOW_S = 1_714_560_000.0
 

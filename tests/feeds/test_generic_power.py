@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from orchestrator.config.market import TouPeriod
-from orchestrator.policy.feeds import (
+from orchestrator.markets import (
     HttpJsonSource,
     MarketBook,
     PowerHttpJsonSource,
@@ -18,7 +18,7 @@ from orchestrator.policy.feeds import (
     StaticSource,
     run_feed_once,
 )
-from orchestrator.policy.feeds.btcprice import BtcPriceSource, HttpJsonBtcPrice
+from orchestrator.markets.btcprice import BtcPriceSource, HttpJsonBtcPrice
 from tests.feeds.conftest import Serve
 from tests.feeds.payloads import html_error, json_answer, raw_json_answer
 

@@ -10,8 +10,8 @@ import structlog
 from aiohttp import web
 
 from orchestrator.config.market import LuxorFeed
-from orchestrator.policy.feeds import LuxorSource, MarketBook, run_feed_once
-from orchestrator.policy.feeds.luxor import API_KEY_HEADER
+from orchestrator.markets import LuxorSource, MarketBook, run_feed_once
+from orchestrator.markets.luxor import API_KEY_HEADER
 from tests.feeds.conftest import Serve
 from tests.feeds.payloads import json_answer, luxor_overview
 

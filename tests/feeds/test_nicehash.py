@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from orchestrator.policy.feeds import FeedMetrics, MarketBook, NiceHashSource, run_feed_once
-from orchestrator.policy.feeds.btcprice import StaticBtcPrice
-from orchestrator.policy.feeds.nicehash import ALGORITHMS_PATH, PAYING_PATH
+from orchestrator.markets import FeedMetrics, MarketBook, NiceHashSource, run_feed_once
+from orchestrator.markets.btcprice import StaticBtcPrice
+from orchestrator.markets.nicehash import ALGORITHMS_PATH, PAYING_PATH
 from tests.feeds.conftest import Serve
 from tests.feeds.payloads import (
     html_error,

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
-from orchestrator.policy.feeds import (
+from orchestrator.markets import (
     Backoff,
     FeedMetrics,
     FeedRunner,
@@ -19,7 +19,7 @@ from orchestrator.policy.feeds import (
     StaticSource,
     run_feed_once,
 )
-from orchestrator.policy.feeds.quote import SourceBase
+from orchestrator.markets.quote import SourceBase
 
 NOW_S = 1_714_560_000.0
 

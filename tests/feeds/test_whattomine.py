@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 
 from orchestrator.config.market import WhatToMineCoin
-from orchestrator.policy.feeds import MarketBook, WhatToMineSource, run_feed_once
-from orchestrator.policy.feeds.btcprice import StaticBtcPrice
+from orchestrator.markets import MarketBook, WhatToMineSource, run_feed_once
+from orchestrator.markets.btcprice import StaticBtcPrice
 from tests.feeds.conftest import Serve
 from tests.feeds.payloads import json_answer, whattomine_coin
 

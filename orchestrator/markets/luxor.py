@@ -22,10 +22,10 @@ from datetime import datetime
 import aiohttp
 
 from orchestrator.config.market import LuxorFeed, SecretUnavailableError
-from orchestrator.policy.feeds._http import extract, request_json
-from orchestrator.policy.feeds.errors import FeedConfigError, FeedPayloadError
-from orchestrator.policy.feeds.quote import FetchResult, Rejection, SourceBase, parse_number
-from orchestrator.policy.feeds.units import to_usd_per_hs_day
+from orchestrator.markets._http import extract, request_json
+from orchestrator.markets.errors import FeedConfigError, FeedPayloadError
+from orchestrator.markets.quote import FetchResult, Rejection, SourceBase, parse_number
+from orchestrator.markets.units import to_usd_per_hs_day
 
 HASHPRICE_QUERY = (
     "query bitcoinOverviews($last: Int!) { bitcoinOverviews(last: $last) "

@@ -20,10 +20,10 @@ from datetime import datetime
 
 import aiohttp
 
-from orchestrator.policy.feeds._http import extract, request_json
-from orchestrator.policy.feeds.btcprice import BtcPriceSource
-from orchestrator.policy.feeds.quote import FetchResult, SourceBase, parse_number
-from orchestrator.policy.feeds.units import is_btc_unit, to_usd_per_hs_day
+from orchestrator.markets._http import extract, request_json
+from orchestrator.markets.btcprice import BtcPriceSource
+from orchestrator.markets.quote import FetchResult, SourceBase, parse_number
+from orchestrator.markets.units import is_btc_unit, to_usd_per_hs_day
 
 
 @dataclass(kw_only=True)

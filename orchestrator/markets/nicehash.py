@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from orchestrator.policy.feeds._http import request_json
-from orchestrator.policy.feeds.btcprice import BtcPriceSource
-from orchestrator.policy.feeds.errors import FeedPayloadError
-from orchestrator.policy.feeds.quote import FetchResult, Quote, Rejection, SourceBase, parse_number
-from orchestrator.policy.feeds.units import si_prefix_factor
+from orchestrator.markets._http import request_json
+from orchestrator.markets.btcprice import BtcPriceSource
+from orchestrator.markets.errors import FeedPayloadError
+from orchestrator.markets.quote import FetchResult, Quote, Rejection, SourceBase, parse_number
+from orchestrator.markets.units import si_prefix_factor
 
 PAYING_PATH = "/main/api/v2/public/simplemultialgo/info"
 ALGORITHMS_PATH = "/main/api/v2/mining/algorithms"

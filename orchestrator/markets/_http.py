@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from orchestrator.policy.feeds.errors import FeedConfigError, FeedPayloadError, FeedUnavailable
+from orchestrator.markets.errors import FeedConfigError, FeedPayloadError, FeedUnavailable
 
 _BODY_SNIPPET_CHARS = 200
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")

@@ -19,7 +19,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from orchestrator.policy.feeds.units import NORMALISED_HASHPRICE_UNIT, NORMALISED_POWER_UNIT
+from orchestrator.markets.units import NORMALISED_HASHPRICE_UNIT, NORMALISED_POWER_UNIT
 
 
 class QuoteKind(enum.StrEnum):

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from orchestrator.policy.feeds.quote import POWER_KEY, Quote, QuoteKind, Rejection
+from orchestrator.markets.quote import POWER_KEY, Quote, QuoteKind, Rejection
 
 
 @dataclass(frozen=True, slots=True)

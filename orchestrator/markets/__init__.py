@@ -1,7 +1,12 @@
 """Market data: live, pluggable, unit-normalised price feeds with provenance.
 
-The only I/O in `orchestrator.policy`; the pure planner never imports this package (an
-import-linter contract), it receives a `MarketSnapshot`.
+This is an I/O adapter, like `mqtt` or `httpserver`: it fetches hashprices and power prices
+over HTTP (NiceHash, WhatToMine, Luxor, generic JSON endpoints), replays recorded prices,
+and runs one polling loop per feed with backoff. It reads `orchestrator.config.market` and
+is wired up by the central daemon (`central.serve`, `central.policy_loop`). The pure core in
+`orchestrator.policy` never imports it (an import-linter contract): the policy loop turns a
+`MarketSnapshot` from the book into the planner's plain `Market` values. The backtest does
+not use it either; it reads its own price CSVs.
 
 What it offers:
 - `Quote`, `Provenance`, `Rejection`, `FetchResult`, `Source`: the observation type and the
@@ -16,20 +21,20 @@ What it offers:
 - `FeedError`, `FeedUnavailable`, `FeedPayloadError`, `FeedConfigError` (`errors`).
 """
 
-from orchestrator.policy.feeds.book import MarketBook, MarketSnapshot
-from orchestrator.policy.feeds.build import build_book, build_runners, build_source, build_sources
-from orchestrator.policy.feeds.errors import (
+from orchestrator.markets.book import MarketBook, MarketSnapshot
+from orchestrator.markets.build import build_book, build_runners, build_source, build_sources
+from orchestrator.markets.errors import (
     FeedConfigError,
     FeedError,
     FeedPayloadError,
     FeedUnavailable,
 )
-from orchestrator.policy.feeds.generic import HttpJsonSource, StaticSource
-from orchestrator.policy.feeds.luxor import LuxorSource
-from orchestrator.policy.feeds.metrics import FeedMetrics
-from orchestrator.policy.feeds.nicehash import NiceHashSource
-from orchestrator.policy.feeds.power import PowerHttpJsonSource, PowerStaticSource, PowerTouSource
-from orchestrator.policy.feeds.quote import (
+from orchestrator.markets.generic import HttpJsonSource, StaticSource
+from orchestrator.markets.luxor import LuxorSource
+from orchestrator.markets.metrics import FeedMetrics
+from orchestrator.markets.nicehash import NiceHashSource
+from orchestrator.markets.power import PowerHttpJsonSource, PowerStaticSource, PowerTouSource
+from orchestrator.markets.quote import (
     POWER_KEY,
     FetchResult,
     Provenance,
@@ -38,9 +43,9 @@ from orchestrator.policy.feeds.quote import (
     Rejection,
     Source,
 )
-from orchestrator.policy.feeds.recorded import RecordedMarketSource
-from orchestrator.policy.feeds.runner import Backoff, FeedOutcome, FeedRunner, run_feed_once
-from orchestrator.policy.feeds.whattomine import WhatToMineSource
+from orchestrator.markets.recorded import RecordedMarketSource
+from orchestrator.markets.runner import Backoff, FeedOutcome, FeedRunner, run_feed_once
+from orchestrator.markets.whattomine import WhatToMineSource
 
 __all__ = [
     "POWER_KEY",

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orchestrator.policy.feeds.book import MarketBook
+from orchestrator.markets.book import MarketBook
 
 
 class FeedMetrics:

@@ -29,17 +29,17 @@ from orchestrator.config.market import (
     StaticFeed,
     WhatToMineFeed,
 )
-from orchestrator.policy.feeds.book import MarketBook
-from orchestrator.policy.feeds.btcprice import build_btc_price
-from orchestrator.policy.feeds.generic import HttpJsonSource, StaticSource
-from orchestrator.policy.feeds.luxor import LuxorSource
-from orchestrator.policy.feeds.metrics import FeedMetrics
-from orchestrator.policy.feeds.nicehash import NiceHashSource
-from orchestrator.policy.feeds.power import PowerHttpJsonSource, PowerStaticSource, PowerTouSource
-from orchestrator.policy.feeds.quote import Source
-from orchestrator.policy.feeds.recorded import RecordedMarketSource
-from orchestrator.policy.feeds.runner import Backoff, FeedRunner
-from orchestrator.policy.feeds.whattomine import WhatToMineSource
+from orchestrator.markets.book import MarketBook
+from orchestrator.markets.btcprice import build_btc_price
+from orchestrator.markets.generic import HttpJsonSource, StaticSource
+from orchestrator.markets.luxor import LuxorSource
+from orchestrator.markets.metrics import FeedMetrics
+from orchestrator.markets.nicehash import NiceHashSource
+from orchestrator.markets.power import PowerHttpJsonSource, PowerStaticSource, PowerTouSource
+from orchestrator.markets.quote import Source
+from orchestrator.markets.recorded import RecordedMarketSource
+from orchestrator.markets.runner import Backoff, FeedRunner
+from orchestrator.markets.whattomine import WhatToMineSource
 
 
 class _Timing(TypedDict):

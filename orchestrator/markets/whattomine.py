@@ -37,10 +37,10 @@ from dataclasses import dataclass
 import aiohttp
 
 from orchestrator.config.market import WhatToMineCoin
-from orchestrator.policy.feeds._http import request_json
-from orchestrator.policy.feeds.btcprice import BtcPriceSource
-from orchestrator.policy.feeds.errors import FeedPayloadError
-from orchestrator.policy.feeds.quote import FetchResult, Quote, Rejection, SourceBase, parse_number
+from orchestrator.markets._http import request_json
+from orchestrator.markets.btcprice import BtcPriceSource
+from orchestrator.markets.errors import FeedPayloadError
+from orchestrator.markets.quote import FetchResult, Quote, Rejection, SourceBase, parse_number
 
 SECONDS_PER_DAY = 86_400.0
 

@@ -26,10 +26,10 @@ from typing import NoReturn
 
 import structlog
 
-from orchestrator.policy.feeds.book import MarketBook
-from orchestrator.policy.feeds.errors import FeedConfigError, FeedError
-from orchestrator.policy.feeds.metrics import FeedMetrics
-from orchestrator.policy.feeds.quote import Rejection, Source
+from orchestrator.markets.book import MarketBook
+from orchestrator.markets.errors import FeedConfigError, FeedError
+from orchestrator.markets.metrics import FeedMetrics
+from orchestrator.markets.quote import Rejection, Source
 
 RESULT_OK = "ok"
 _SUCCESS_JITTER = 0.05

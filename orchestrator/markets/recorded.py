@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.policy.feeds import _recorded_data as data
-from orchestrator.policy.feeds.quote import FetchResult, Quote, SourceBase
+from orchestrator.markets import _recorded_data as data
+from orchestrator.markets.quote import FetchResult, Quote, SourceBase
 
 RECORDED_ALGORITHMS = data.ALGORITHMS
 

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from orchestrator.config.market import ALL_WEEKDAYS, TouPeriod
-from orchestrator.policy.feeds._http import extract, request_json
-from orchestrator.policy.feeds.quote import POWER_KEY, FetchResult, SourceBase, parse_number
-from orchestrator.policy.feeds.units import to_usd_per_kwh
+from orchestrator.markets._http import extract, request_json
+from orchestrator.markets.quote import POWER_KEY, FetchResult, SourceBase, parse_number
+from orchestrator.markets.units import to_usd_per_kwh
 
 
 @dataclass(kw_only=True)

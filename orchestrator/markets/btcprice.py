@@ -16,9 +16,9 @@ from typing import Protocol
 import aiohttp
 
 from orchestrator.config.market import BtcPriceHttpJson, BtcPriceStatic
-from orchestrator.policy.feeds._http import extract, request_json
-from orchestrator.policy.feeds.errors import FeedPayloadError
-from orchestrator.policy.feeds.quote import parse_number
+from orchestrator.markets._http import extract, request_json
+from orchestrator.markets.errors import FeedPayloadError
+from orchestrator.markets.quote import parse_number
 
 
 @dataclass(frozen=True, slots=True)
