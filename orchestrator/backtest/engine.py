@@ -39,15 +39,13 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from orchestrator.config.policy import GIB
+from orchestrator.domain import IDLE, Workload, WorkloadKind, ai_workload, gpu_key, mine_workload
 from orchestrator.policy.economics import (
     mining_revenue_usd_per_hour,
     power_cost_usd_per_hour,
     valid_hashprice,
 )
 from orchestrator.policy.model import (
-    AI_PREFIX,
-    IDLE,
-    MINE_PREFIX,
     Market,
     OnDemandContract,
     PolicyInputs,
@@ -93,7 +91,9 @@ class Scenario:
 
     def gpu_keys(self) -> list[str]:
         """Stable GPU names `g<group>:<index>`, in fleet order."""
-        return [f"g{k}:{n}" for k, group in enumerate(self.groups) for n in range(group.count)]
+        return [
+            gpu_key(f"g{k}", n) for k, group in enumerate(self.groups) for n in range(group.count)
+        ]
 
 
 def make_scenario(
@@ -147,11 +147,12 @@ def workload_rates(
     """
     policy = scenario.policy
     market = scenario.markets[step]
-    if workload == IDLE:
+    parsed = Workload.parse(workload)
+    kind, name = parsed.kind, parsed.name
+    if kind is WorkloadKind.IDLE:
         return Rates(0.0, policy.settings.idle_power_w, None)
-    if workload.startswith(MINE_PREFIX):
-        profile_id = workload.removeprefix(MINE_PREFIX)
-        profile = next((p for p in policy.profiles if p.id == profile_id), None)
+    if kind is WorkloadKind.MINING:
+        profile = next((p for p in policy.profiles if p.id == name), None)
         if profile is None:
             return None
         bench = profile.benchmarks.get(group.model)
@@ -164,8 +165,8 @@ def workload_rates(
                 bench.hashrate_hs, price, profile.pool_fee_fraction
             )
         return Rates(revenue, bench.power_w, None)
-    if workload.startswith(AI_PREFIX):
-        contract = _contract(scenario, workload.removeprefix(AI_PREFIX))
+    if kind is WorkloadKind.AI:
+        contract = _contract(scenario, name)
         if contract is None:
             return None
         eligible = contract.eligibility.admits(group.model, group.memory_bytes)
@@ -192,8 +193,8 @@ def all_workloads(scenario: Scenario) -> list[str]:
     """Every workload id the scenario knows, in a stable order (idle, mining, AI)."""
     return [
         IDLE,
-        *(MINE_PREFIX + p.id for p in scenario.policy.profiles),
-        *(AI_PREFIX + c.id for c in every_contract(scenario)),
+        *(mine_workload(p.id) for p in scenario.policy.profiles),
+        *(ai_workload(c.id) for c in every_contract(scenario)),
     ]
 
 
@@ -225,13 +226,14 @@ def contract_terms(scenario: Scenario, step: int, *, owed: bool = True) -> dict[
 
 def downtime_s(scenario: Scenario, workload: str) -> float:
     """Switch downtime into `workload`: the profile's or contract's; idle is immediate."""
-    if workload.startswith(MINE_PREFIX):
-        profile_id = workload.removeprefix(MINE_PREFIX)
+    parsed = Workload.parse(workload)
+    kind, name = parsed.kind, parsed.name
+    if kind is WorkloadKind.MINING:
         for p in scenario.policy.profiles:
-            if p.id == profile_id:
+            if p.id == name:
                 return p.switch_downtime_s
-    elif workload.startswith(AI_PREFIX):
-        contract = _contract(scenario, workload.removeprefix(AI_PREFIX))
+    elif kind is WorkloadKind.AI:
+        contract = _contract(scenario, name)
         if contract is not None:
             return contract.switch_downtime_s
     return 0.0

@@ -56,15 +56,10 @@ from orchestrator.backtest.engine import (
     every_contract,
     workload_rates,
 )
+from orchestrator.domain import WorkloadKind, workload_kind
 from orchestrator.policy.economics import power_cost_usd_per_hour
 from orchestrator.policy.milp import INF, Milp
-from orchestrator.policy.model import (
-    AI_PREFIX,
-    IDLE,
-    MINE_PREFIX,
-    GpuState,
-    PlannerSettings,
-)
+from orchestrator.policy.model import GpuState, PlannerSettings
 from orchestrator.policy.planner import plan
 
 _FEASIBILITY_W = 1e-6
@@ -137,12 +132,15 @@ class _Class:
     gpus: tuple[int, ...]
 
 
+_KINDS_ALLOWED = {
+    "mine": frozenset({WorkloadKind.IDLE, WorkloadKind.MINING}),
+    "ai": frozenset({WorkloadKind.IDLE, WorkloadKind.AI}),
+}  # "all": any workload
+
+
 def _allowed(kind: str, workload: str) -> bool:
-    if kind == "mine":
-        return workload == IDLE or workload.startswith(MINE_PREFIX)
-    if kind == "ai":
-        return workload == IDLE or workload.startswith(AI_PREFIX)
-    return True
+    allowed = _KINDS_ALLOWED.get(kind)
+    return allowed is None or workload_kind(workload) in allowed
 
 
 class _PerStepBest:

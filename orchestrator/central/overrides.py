@@ -8,8 +8,11 @@ planner sees it; the planner treats overridden GPUs as fixed. Where two override
 GPU, the newer wins.
 
 An override that would leave a reserved contract short of its committed GPUs is refused
-(409, naming the contract and the shortfall) unless the request says `force`: the check
-re-runs the planner on the newest plan's fleet and prices with the override added.
+(naming the contract and the shortfall) unless the request says `force`: the check re-runs
+the planner on the newest plan's fleet and prices with the override added.
+
+A refusal is an `OverrideRejected` carrying a `RefusalReason` (what was wrong) and a
+message for the operator; the HTTP layer (`api`) decides which status code each reason gets.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.central.store import OverrideRow, Store
-from orchestrator.domain import IDLE
+from orchestrator.domain import IDLE, ai_workload, gpu_key, mine_workload
 from orchestrator.errors import PermanentError
 from orchestrator.policy.model import Override
 from orchestrator.policy.planner import plan
@@ -54,10 +58,26 @@ class OverrideRequest(BaseModel):
         return self
 
 
+DRAIN = "drain"  # an override's own word: idle, kept for maintenance
+
+
+class RefusalReason(StrEnum):
+    """Why an override request was refused: what the operator has to change."""
+
+    BAD_REQUEST = "bad_request"  # the request contradicts itself (expires before it starts)
+    UNKNOWN_NODE = "unknown_node"  # the node has not reported any GPU
+    UNKNOWN_GPU = "unknown_gpu"  # neither a known `node:index` nor a known UUID
+    UNKNOWN_WORKLOAD = "unknown_workload"  # not a workload the policy offers
+    CONTRACT_SHORT = "contract_short"  # would leave a reserved contract short; `force` it
+    NOT_FOUND = "not_found"  # no live override with that id
+
+
 class OverrideRejected(PermanentError):  # noqa: N818  (a refusal, told to the client)
-    def __init__(self, status: int, message: str) -> None:
+    """A refused override request: `reason` says why, `message` says it to the operator."""
+
+    def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.reason = reason
         self.message = message
 
 
@@ -87,10 +107,10 @@ class OverrideService:
         policy = self.loop.policy
         return {
             IDLE,
-            "drain",
-            *(f"mine:{p.id}" for p in policy.profiles),
-            *(f"ai:{c.id}" for c in policy.contracts.reserved),
-            *(f"ai:{c.id}" for c in policy.contracts.on_demand),
+            DRAIN,
+            *(mine_workload(p.id) for p in policy.profiles),
+            *(ai_workload(c.id) for c in policy.contracts.reserved),
+            *(ai_workload(c.id) for c in policy.contracts.on_demand),
         }
 
     def _targets(self, request: OverrideRequest) -> tuple[str, ...]:
@@ -98,21 +118,26 @@ class OverrideService:
         if request.node is not None:
             record = fleet.nodes.get(request.node)
             if record is None or record.telemetry is None:
-                raise OverrideRejected(400, f"node {request.node!r} has not reported any GPU")
-            return tuple(f"{request.node}:{g.index}" for g in record.telemetry.gpus)
+                raise OverrideRejected(
+                    RefusalReason.UNKNOWN_NODE, f"node {request.node!r} has not reported any GPU"
+                )
+            return tuple(gpu_key(request.node, g.index) for g in record.telemetry.gpus)
         known = {view.key for view in fleet.gpus()}
         targets = []
         for name in request.gpus or ():
             key = self.loop.observer.resolve(name)
             if key is None or key not in known:
-                raise OverrideRejected(400, f"unknown GPU {name!r}: name it node:index or by UUID")
+                raise OverrideRejected(
+                    RefusalReason.UNKNOWN_GPU,
+                    f"unknown GPU {name!r}: name it node:index or by UUID",
+                )
             targets.append(key)
         return tuple(dict.fromkeys(targets))
 
     async def create(self, request: OverrideRequest, *, actor: str) -> CreatedOverride:
         if request.workload not in self.valid_workloads():
             raise OverrideRejected(
-                400,
+                RefusalReason.UNKNOWN_WORKLOAD,
                 f"unknown workload {request.workload!r}; one of: "
                 + ", ".join(sorted(self.valid_workloads())),
             )
@@ -123,7 +148,9 @@ class OverrideService:
                 now_s + request.ttl_s if request.ttl_s else None
             )
             if expires_at_s is not None and expires_at_s <= now_s:
-                raise OverrideRejected(400, "the override would expire before it starts")
+                raise OverrideRejected(
+                    RefusalReason.BAD_REQUEST, "the override would expire before it starts"
+                )
             row = OverrideRow(
                 id=uuid.uuid4().hex[:12],
                 gpu=json.dumps(list(gpus)),
@@ -149,11 +176,13 @@ class OverrideService:
             self.rebuild()
             return CreatedOverride(row, gpus, sla_note)
 
-    async def delete(self, override_id: str, *, actor: str) -> OverrideRow | None:
+    async def delete(self, override_id: str, *, actor: str) -> OverrideRow:
+        """End a live override; `OverrideRejected(NOT_FOUND)` when there is none by that id."""
         async with self._lock:
             row = self.store.delete_override(override_id, actor=actor, at_s=self.loop.clock())
-            if row is not None:
-                self.rebuild()
+            if row is None:
+                raise OverrideRejected(RefusalReason.NOT_FOUND, f"no live override {override_id!r}")
+            self.rebuild()
             return row
 
     def list(self) -> list[dict[str, object]]:
@@ -190,13 +219,17 @@ class OverrideService:
             return "ok: no SLA shortfall"
         text = "; ".join(worse)
         if not force:
-            raise OverrideRejected(409, f"refused: {text}; send force=true to override anyway")
+            raise OverrideRejected(
+                RefusalReason.CONTRACT_SHORT,
+                f"refused: {text}; send force=true to override anyway",
+            )
         return f"forced: {text}"
 
 
 def _planner_override(row: OverrideRow, gpu: str) -> Override:
-    workload = IDLE if row.workload == "drain" else row.workload
-    note = f"{'drain: ' if row.workload == 'drain' else ''}{row.reason}"
+    drain = row.workload == DRAIN
+    workload = IDLE if drain else row.workload
+    note = f"{DRAIN + ': ' if drain else ''}{row.reason}"
     return Override(
         gpu_key=gpu, workload=workload, by=row.actor, until_s=row.expires_at_s, note=note
     )

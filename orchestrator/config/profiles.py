@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 from pydantic import AfterValidator, Field, model_validator
 
 from orchestrator.config._base import Section
+from orchestrator.domain import Workload, WorkloadKind
 from orchestrator.errors import PermanentError
 
 ProfileKind = Literal["mining", "ai"]
@@ -342,12 +343,13 @@ def profile_for_workload(profiles: Iterable[ProfileSection], workload_id: str) -
     an id of neither form).
     """
     profiles = list(profiles)
-    kind, _, name = workload_id.partition(":")
-    if kind == "mine" and name:
+    parsed = Workload.parse(workload_id)
+    kind, name = parsed.kind, parsed.name
+    if kind is WorkloadKind.MINING and name:
         for profile in profiles:
             if profile.kind == "mining" and profile.id == name:
                 return profile
-    elif kind == "ai" and name:
+    elif kind is WorkloadKind.AI and name:
         ai = [profile for profile in profiles if profile.kind == "ai"]
         for profile in ai:
             if name in profile.serves_contracts:

@@ -26,12 +26,14 @@ from orchestrator.central.auth import digest, new_token
 from orchestrator.central.serve import CentralDaemon
 from orchestrator.config import AgentConfig, ServeConfig, parse_config
 from orchestrator.demo.broker import embedded_broker, port_accepts
+from orchestrator.domain import ai_workload, mine_workload
 
 log = structlog.get_logger(__name__)
 
 # a realistic mixed site: consumer cards that mine, datacentre cards that serve AI
 DEMO_MODELS = ["rtx-3090", "rtx-4090", "l40s", "a100-sxm4-80gb"]
-DEMO_START = {"rtx-3090": "mine:kawpow", "rtx-4090": "mine:kawpow"}  # others start on "ai:acme"
+DEMO_START = {"rtx-3090": mine_workload("kawpow"), "rtx-4090": mine_workload("kawpow")}
+DEMO_DEFAULT_START = ai_workload("acme")  # every other model
 
 _3090, _4090 = "NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090"
 _L40S, _A100 = "NVIDIA L40S", "NVIDIA A100-SXM4-80GB"
@@ -195,7 +197,7 @@ def demo_configs(
                             "gpus": options.gpus_per_node,
                             "models": [model],
                             "seed": n,
-                            "initial_workloads": [DEMO_START.get(model, "ai:acme")],
+                            "initial_workloads": [DEMO_START.get(model, DEMO_DEFAULT_START)],
                         },
                     },
                 },

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from orchestrator.domain import ai_workload, mine_workload
 from orchestrator.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ class WorkloadSpec:
         cls, profile: ProfileSection, gpu: GpuRef, *, node: str, workload_id: str | None = None
     ) -> WorkloadSpec:
         """`profile` on `gpu`; the workload id defaults to `mine:<id>` / `ai:<id>`."""
-        prefix = "mine" if profile.kind == "mining" else "ai"
-        return cls(profile, gpu, node, workload_id or f"{prefix}:{profile.id}")
+        default = mine_workload if profile.kind == "mining" else ai_workload
+        return cls(profile, gpu, node, workload_id or default(profile.id))
 
     @property
     def port(self) -> int | None:

@@ -30,17 +30,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from orchestrator.domain import IDLE, ai_workload, mine_workload
 from orchestrator.policy.model import (
-    AI_PREFIX,
-    IDLE,
     Contracts,
     GpuState,
     Market,
     MeasuredRate,
     MiningProfile,
     PlannerSettings,
-    ai_workload,
-    mine_workload,
 )
 
 HOURS_PER_DAY = 24.0
@@ -316,10 +313,6 @@ def measured_stay(
         power_cost_usd_per_hour=power_cost_usd_per_hour(power_w, market.power_price_usd_per_kwh),
         price_known=known,
     )
-
-
-def is_ai(workload: str) -> bool:
-    return workload.startswith(AI_PREFIX)
 
 
 def significant_price_move(previous: Market, current: Market, fraction: float) -> bool:

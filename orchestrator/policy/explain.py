@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from orchestrator.domain import ai_contract_of
 from orchestrator.policy.economics import Option
-from orchestrator.policy.model import AI_PREFIX, CandidateValue, Override
+from orchestrator.policy.model import CandidateValue, Override
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -96,7 +97,10 @@ def fixed_reason(lock: str, override: Override | None, ctx: ReasonContext) -> st
     return text
 
 
-def _sla_text(contract_id: str, ctx: ReasonContext) -> str | None:
+def _sla_text(contract_id: str | None, ctx: ReasonContext) -> str | None:
+    """The SLA that holds a GPU on `contract_id` (None: not a contract, or none binds)."""
+    if contract_id is None:
+        return None
     facts = ctx.contracts.get(contract_id)
     if facts is None or not facts.committed:
         return None
@@ -135,14 +139,13 @@ def gpu_reason(
         )
         if chosen.is_stay:
             return f"held: {lock_text}"
-        why = _sla_text(chosen.workload.removeprefix(AI_PREFIX), ctx)
+        why = _sla_text(ai_contract_of(chosen.workload), ctx)
         if why is None:
             why = _constraint_text(stay, chosen, ctx)
         return f"{verb}: {why} (overrides {lock_text})"
-    if chosen.workload.startswith(AI_PREFIX):
-        sla = _sla_text(chosen.workload.removeprefix(AI_PREFIX), ctx)
-        if sla is not None:
-            return f"{verb}: {sla}"
+    sla = _sla_text(ai_contract_of(chosen.workload), ctx)
+    if sla is not None:
+        return f"{verb}: {sla}"
     best = max(options, key=lambda o: o.score_usd_per_hour)
     if best.score_usd_per_hour > chosen.score_usd_per_hour + 1e-9:
         return f"{verb}: {_constraint_text(best, chosen, ctx)}"

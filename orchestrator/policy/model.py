@@ -6,7 +6,8 @@ same inputs. Units live in the names (`_s` seconds since the Unix epoch or a dur
 `_w` watts, `_usd_per_hour`, `_usd_per_hs_day` for hashprice).
 
 Workload ids are strings shared with the dispatcher and the agent: `mine:<profile>`,
-`ai:<contract>`, `idle`. A GPU whose workload is not known carries `None`.
+`ai:<contract>`, `idle`, built and read by `orchestrator.domain` (`mine_workload`,
+`ai_workload`, `Workload`). A GPU whose workload is not known carries `None`.
 
 Schedule windows are the one piece of calendar logic here: a window is a weekly slot in a
 named time zone (a zone database lookup, deterministic for a given `now_s`, no clock read).
@@ -31,20 +32,7 @@ from orchestrator.config.policy import (
     clock_minutes,
 )
 
-IDLE = "idle"
-MINE_PREFIX = "mine:"
-AI_PREFIX = "ai:"
 MINUTES_PER_DAY = 24 * 60
-
-
-def mine_workload(profile_id: str) -> str:
-    """The workload id of mining with `profile_id`."""
-    return f"{MINE_PREFIX}{profile_id}"
-
-
-def ai_workload(contract_id: str) -> str:
-    """The workload id of serving contract `contract_id`."""
-    return f"{AI_PREFIX}{contract_id}"
 
 
 # ---------------------------------------------------------------- fleet and market

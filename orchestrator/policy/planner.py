@@ -40,6 +40,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from orchestrator.domain import MINE_PREFIX, Workload, WorkloadKind
 from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
 from orchestrator.policy.explain import (
     ContractFacts,
@@ -50,7 +51,6 @@ from orchestrator.policy.explain import (
 )
 from orchestrator.policy.milp import INF, Milp, SolverError
 from orchestrator.policy.model import (
-    MINE_PREFIX,
     Assignment,
     CandidateValue,
     Contracts,
@@ -342,7 +342,10 @@ def _measured_keys(
     """Bucketed measurements: (on the current profile, on the others)."""
     if not gpu.measured:
         return (), ()
-    current_profile = current.removeprefix(MINE_PREFIX) if current else None
+    # per GPU: a prefix test on the plain string, no `Workload` object (50k-GPU plans)
+    current_profile = (
+        current[len(MINE_PREFIX) :] if current and current.startswith(MINE_PREFIX) else None
+    )
     own: list[tuple[str, float, float]] = []
     other: list[tuple[str, float, float]] = []
     for profile_id in sorted(gpu.measured):
@@ -369,8 +372,9 @@ def _new_class(
     if stay_at is None:
         return _Class(options, "free", group[0])
     stay = options[stay_at]
-    profile = profiles_by_id.get(stay.workload.removeprefix(MINE_PREFIX))
-    if stay.workload.startswith(MINE_PREFIX) and profile is not None:
+    workload = Workload.parse(stay.workload)  # once per class, not per GPU
+    profile = profiles_by_id.get(workload.name) if workload.kind is WorkloadKind.MINING else None
+    if profile is not None:
         stay = measured_stay(stay, gpu, profile, market, idle_power_w)
         options = (*options[:stay_at], stay, *options[stay_at + 1 :])
     lock = "free"
