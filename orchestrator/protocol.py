@@ -14,6 +14,15 @@ right shape (`malformed`), anything over the size limit (`oversized`) and a payl
 as a metric label. Telemetry is a whole-node snapshot, so the latest one replaces the last
 (latest wins) and a reader never merges partial updates.
 
+Ordering. An agent numbers everything it says about its GPUs with one counter: each
+telemetry snapshot and each switch event carries `seq` (from that counter) and `boot_s`
+(when that agent process started, so a restarted agent's numbers sort after its earlier
+ones). `(boot_s, seq)` is the agent's own order of its reports, which is what `serve`
+trusts, not the order in which the broker delivered them: a snapshot sampled before a
+switch ended says nothing about the GPU after it, whenever it arrives. Both fields are
+optional so that an older agent's payloads still validate; without them `serve` falls back
+to the agent's timestamps (`sent_at_s`, `at_s`).
+
 Decoding is one pydantic-core pass over the bytes; nothing here grows with the fleet.
 """
 
@@ -119,6 +128,7 @@ class NodeTelemetry(_Payload):
     node: NodeName
     seq: int = Field(ge=0)
     sent_at_s: float
+    boot_s: float | None = None  # when the agent process started: `(boot_s, seq)` orders
     agent_version: str = Field(max_length=64)
     nvml_backend: str = Field(max_length=32)
     driver_version: str | None = Field(default=None, max_length=64)
@@ -162,20 +172,18 @@ class SwitchCommand(_Payload):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-SwitchState = Literal[
-    "accepted",  # the agent took the command and queued it for the GPU
-    "progress",  # a step began (drain, stop, verify, start, health)
-    "done",  # the GPU runs the new workload and it is healthy
-    "failed",  # the switch failed and the previous workload could not be restored
-    "rolled_back",  # the switch failed; the previous workload runs again
-    "refused",  # not run: stale, older generation, unknown profile, GPU quarantined
-]
+# the states an agent reports: the agent's part of `domain.SwitchState`, whose comments say
+# what each means (a test keeps the two in step)
+AgentSwitchState = Literal["accepted", "progress", "done", "failed", "rolled_back", "refused"]
 
 
 class SwitchEvent(_Payload):
     """The agent's word on one command, published on `nodes/<node>/events`.
 
     A repeated `command_id` is answered with the recorded final event, not run again.
+    A final event (done, failed, rolled_back, refused) says what the GPU runs after it:
+    `actual` (None: the agent cannot tell) since `actual_since_s`; `seq` and `boot_s` place
+    it among the agent's telemetry (see the module's note on ordering).
     """
 
     schema_version: Literal[1] = Field(default=1, alias="schema")
@@ -185,10 +193,14 @@ class SwitchEvent(_Payload):
     node: NodeName
     gpu_index: int = Field(ge=0, le=1024)
     workload: str = Field(min_length=1, max_length=200)
-    state: SwitchState
+    state: AgentSwitchState
     step: str | None = Field(default=None, max_length=32)
     reason: str = Field(default="", max_length=1000)
     at_s: float
+    seq: int | None = Field(default=None, ge=0)
+    boot_s: float | None = None
+    actual: str | None = Field(default=None, min_length=1, max_length=200)
+    actual_since_s: float | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,8 +1,10 @@
 """`agent`: the node daemon. Samples its GPUs, switches their workloads, keeps them alive.
 
-Every `telemetry.interval_s` the agent samples all GPUs at once (NVML calls run in a
-worker thread, so a slow driver never stalls the loop) and publishes the whole node as
-one `NodeTelemetry` on `nodes/<node>/telemetry`. Each GPU carries what the executor knows
+Every `telemetry.interval_s` the agent samples all GPUs at once (NVML calls run in a worker
+thread, so a slow driver never stalls the loop) and publishes the whole node as one
+`NodeTelemetry` on `nodes/<node>/telemetry`, and one more at once whenever a switch ends or
+the broker connection is (re)made. Snapshots and switch events are numbered by one counter
+(`ReportOrder`), which is how `serve` orders them. Each GPU carries what the executor knows
 runs there (`WorkloadReport`: workload, since when, and the hashrate the watchdog last read
 for that GPU, joined by PCI bus id); a quarantined GPU is reported `unhealthy` with the
 reason "quarantined: ...". It announces `online` (retained) on its status topic at every
@@ -23,6 +25,7 @@ snapshot supersedes them anyway. Final switch events wait in a bounded outbox in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
-from orchestrator.agents.executor import SwitchExecutor
+from orchestrator.agents.executor import ReportOrder, SwitchExecutor
 from orchestrator.agents.gpu import GpuBackend, build_backend
 from orchestrator.agents.gpu.base import WorkloadSettable
 from orchestrator.agents.recovery import recover_slots
@@ -49,7 +52,7 @@ from orchestrator.domain import IDLE, Health, NodeStatus, WorkloadKind, workload
 from orchestrator.drivers import DriverRegistry
 from orchestrator.errors import PayloadError
 from orchestrator.httpserver import HttpListener, metrics_handler, start_http
-from orchestrator.lifecycle import StopRequested, forever, guarded
+from orchestrator.lifecycle import StopRequested, forever, guarded, raise_if_cancelling
 from orchestrator.mqtt import MqttLink, Will
 from orchestrator.protocol import (
     GpuHealthEvent,
@@ -141,7 +144,9 @@ class NodeAgent:
         self.topics = Topics(config.mqtt.prefix)
         self.backend = backend or build_backend(config.gpu, node=self.node)
         self.registry = registry or CollectorRegistry()
-        self.seq = 0
+        # one order for telemetry and switch events: (the process's start, a counter)
+        self.order = ReportOrder(boot_s=clock())
+        self._snapshot_now = asyncio.Event()  # a switch ended: publish without waiting
         self.last_sample: list[GpuTelemetry] = []
         self.last_sample_at_s: float | None = None
         self.published = Counter(
@@ -210,6 +215,7 @@ class NodeAgent:
         if self.executor is not None and self.executor.outbox:
             sent = await self.executor.flush_outbox()
             log.info("kept switch events sent", count=sent)
+        self._snapshot_now.set()  # serve hears the node's state now, not an interval later
 
     def _on_command(self, topic: str, payload: bytes) -> None:
         """The MQTT callback: validate and queue; never blocks, never raises."""
@@ -266,6 +272,8 @@ class NodeAgent:
             settings=config.executor,
             publish=self._publish_event,
             clock=self.clock,
+            order=self.order,
+            on_final=self._snapshot_now.set,
         )
         self.watchdog = Watchdog(
             node=self.node,
@@ -276,11 +284,18 @@ class NodeAgent:
         )
         return self.executor
 
+    @property
+    def seq(self) -> int:
+        """The number of the newest report (snapshot or event)."""
+        return self.order.last
+
     def snapshot(self, gpus: list[GpuTelemetry]) -> NodeTelemetry:
-        self.seq += 1
+        """Number and wrap a sample; called in the same step as `_with_workloads` read the
+        executor's records, so the number orders the content against switch events."""
         return NodeTelemetry(
             node=self.node,
-            seq=self.seq,
+            seq=self.order.next(),
+            boot_s=self.order.boot_s,
             sent_at_s=self.clock(),
             agent_version=__version__,
             nvml_backend=self.backend.name,
@@ -383,17 +398,7 @@ class NodeAgent:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(guarded("mqtt", self.link.run()), name="mqtt")
-                tasks.create_task(
-                    guarded(
-                        "telemetry",
-                        forever(
-                            "telemetry",
-                            self.publish_once,
-                            interval_s=self.config.telemetry.interval_s,
-                        ),
-                    ),
-                    name="telemetry",
-                )
+                tasks.create_task(guarded("telemetry", self._telemetry_loop()), name="telemetry")
                 tasks.create_task(guarded("executor", executor.run()), name="executor")
                 if self.config.watchdog.enabled:
                     loop = forever(
@@ -409,6 +414,22 @@ class NodeAgent:
             log.info("agent stopping", node=self.node)
         finally:
             await self.http.stop()
+
+    async def _telemetry_loop(self) -> None:
+        """A snapshot every interval, and one at once whenever a switch ends (several
+        switches ending together share one)."""
+        interval_s = self.config.telemetry.interval_s
+        while True:
+            raise_if_cancelling()
+            self._snapshot_now.clear()
+            try:
+                await self.publish_once()
+            except Exception:
+                log.exception("loop step failed", loop="telemetry", retry_in_s=5.0)
+                await asyncio.sleep(5.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._snapshot_now.wait()
 
     def _sampling(self) -> bool:
         """The telemetry loop turns: a sample was taken within a few intervals."""

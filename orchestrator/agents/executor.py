@@ -20,6 +20,11 @@ iteration" (STYLE point 6), and decides, in this order:
    state (`intent`); then one final event, `done`, `rolled_back` or `failed`, recorded in
    the state before it is published.
 
+Every event carries the agent's report order (`ReportOrder`: the process's start and one
+counter shared with telemetry), and a final event says what the GPU runs after it
+(`actual`, since when). After a final event the agent publishes a fresh snapshot at once
+(`on_final`), so `serve` never waits a telemetry interval for the GPU's new state.
+
 Final events that cannot be published (broker away) are kept in a bounded outbox and sent at
 the next connection; progress events are not (the final one supersedes them). Workloads never
 depend on the broker: fail-static.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -43,14 +49,30 @@ from orchestrator.agents.state import GpuRecord, NodeRecord, StateStore
 from orchestrator.agents.switching import GpuSlot, Outcome, StepError, Switcher
 from orchestrator.config.profiles import ProfileSection, UnknownProfileError, profile_for_workload
 from orchestrator.config.roots import ExecutorSection
-from orchestrator.domain import IDLE
-from orchestrator.protocol import SwitchCommand, SwitchEvent, SwitchState
+from orchestrator.domain import IDLE, SwitchState
+from orchestrator.protocol import AgentSwitchState, SwitchCommand, SwitchEvent
 
 log = structlog.get_logger(__name__)
 
 EventSink = Callable[[SwitchEvent], Awaitable[bool]]  # True when published
-FINAL_STATES = frozenset({"done", "rolled_back", "failed", "refused"})
 _OUTBOX_SIZE = 1000
+
+
+class ReportOrder:
+    """The agent's own order of what it says: `(boot_s, seq)` on telemetry and events.
+
+    One counter for both, read where a report's content is taken (no await between), so a
+    snapshot numbered before a final event was sampled before the switch ended.
+    """
+
+    def __init__(self, boot_s: float) -> None:
+        self.boot_s = boot_s
+        self._counter = itertools.count(1)
+        self.last = 0
+
+    def next(self) -> int:
+        self.last = next(self._counter)
+        return self.last
 
 
 class SwitchExecutor:
@@ -68,8 +90,12 @@ class SwitchExecutor:
         settings: ExecutorSection,
         publish: EventSink,
         clock: Callable[[], float] = time.time,
+        order: ReportOrder | None = None,
+        on_final: Callable[[], None] | None = None,
     ) -> None:
         self.node = node
+        self.order = order or ReportOrder(clock())
+        self.on_final = on_final
         self.slots = slots
         self.node_record = node_record
         self.switcher = switcher
@@ -111,10 +137,12 @@ class SwitchExecutor:
         """One command, from intake to its final event (returned)."""
         slot = self.slots.get(command.gpu_index)
         if slot is None:
-            return await self._emit(command, "refused", f"no GPU {command.gpu_index} here")
+            return await self._emit(
+                command, SwitchState.REFUSED, f"no GPU {command.gpu_index} here"
+            )
         if command.gpu_uuid is not None and slot.gpu.uuid and command.gpu_uuid != slot.gpu.uuid:
             reason = f"GPU {command.gpu_index} is {slot.gpu.uuid}, not {command.gpu_uuid}"
-            return await self._emit(command, "refused", reason)
+            return await self._finish(slot, command, Outcome(SwitchState.REFUSED, reason))
         recorded = slot.record.result_for(command.command_id)
         if recorded is not None:
             log.info("repeated command answered from the record", state=recorded.get("state"))
@@ -122,10 +150,10 @@ class SwitchExecutor:
             await self._send(event)
             return event
         if command.command_id in self._running:
-            return await self._emit(command, "accepted", "already in progress")
+            return await self._emit(command, SwitchState.ACCEPTED, "already in progress")
         target_profile, refusal = self._refusal(command, slot)
         if refusal is not None:
-            return await self._finish(slot, command, Outcome("refused", refusal))
+            return await self._finish(slot, command, Outcome(SwitchState.REFUSED, refusal))
         self._running.add(command.command_id)
         slot.latest_command_id = command.command_id  # before any await: arrival order
         try:
@@ -157,14 +185,20 @@ class SwitchExecutor:
         if command.generation > self.node_record.highest_generation:
             self.node_record.highest_generation = command.generation
             await self.store.save_node(self.node_record)  # fencing holds across a restart
-        await self._emit(command, "accepted", command.reason[:200])
+        await self._emit(command, SwitchState.ACCEPTED, command.reason[:200])
         async with slot.lock, self._parallel:
             if slot.latest_command_id != command.command_id:
-                outcome = Outcome("refused", f"superseded by command {slot.latest_command_id}")
+                outcome = Outcome(
+                    SwitchState.REFUSED, f"superseded by command {slot.latest_command_id}"
+                )
             elif self.clock() > command.expires_at_s:
-                outcome = Outcome("refused", "stale: expired while queued behind another switch")
+                outcome = Outcome(
+                    SwitchState.REFUSED, "stale: expired while queued behind another switch"
+                )
             elif slot.record.quarantined:
-                outcome = Outcome("refused", f"GPU quarantined: {slot.record.quarantine_reason}")
+                outcome = Outcome(
+                    SwitchState.REFUSED, f"GPU quarantined: {slot.record.quarantine_reason}"
+                )
             else:
                 outcome = await self._run_switch(command, slot, target_profile)
             return await self._finish(slot, command, outcome)
@@ -183,7 +217,7 @@ class SwitchExecutor:
             intent["step"] = step
             slot.record.intent = dict(intent)
             await self.store.save_gpu(slot.record)  # the step is on disk before it runs
-            await self._emit(command, "progress", step=step)
+            await self._emit(command, SwitchState.PROGRESS, step=step)
 
         log.info("switch started", target=command.workload, previous=slot.record.workload)
         outcome = await self.switcher.switch(
@@ -193,7 +227,8 @@ class SwitchExecutor:
         return outcome
 
     async def _finish(self, slot: GpuSlot, command: SwitchCommand, outcome: Outcome) -> SwitchEvent:
-        event = self._event(command, outcome.state, outcome.reason, step=outcome.step)
+        """The final event: what the GPU runs now, recorded, published, then a snapshot."""
+        event = self._event(command, outcome.state, outcome.reason, step=outcome.step, slot=slot)
         slot.record.intent = None
         slot.record.remember(
             event.model_dump(by_alias=True, mode="json"),
@@ -202,38 +237,59 @@ class SwitchExecutor:
         await self.store.save_gpu(slot.record)  # recorded before announced
         self.results_total[outcome.state] = self.results_total.get(outcome.state, 0) + 1
         await self._send(event)
+        if self.on_final is not None:
+            self.on_final()
         return event
 
     # ------------------------------------------------------------------ events
 
     def _event(
-        self, command: SwitchCommand, state: str, reason: str = "", *, step: str | None = None
+        self,
+        command: SwitchCommand,
+        state: SwitchState,
+        reason: str = "",
+        *,
+        step: str | None = None,
+        slot: GpuSlot | None = None,
     ) -> SwitchEvent:
-        switch_state: SwitchState = state  # type: ignore[assignment]  # checked by pydantic
+        """An event numbered now; a final one (`slot` given) says what the GPU runs."""
+        agent_state: AgentSwitchState = state.value  # type: ignore[assignment]  # checked by pydantic
+        actual = since_s = None
+        if slot is not None and state.final:
+            actual, since_s = slot.record.workload, slot.record.since_s
         return SwitchEvent(
             command_id=command.command_id,
             generation=command.generation,
             node=self.node,
             gpu_index=command.gpu_index,
             workload=command.workload,
-            state=switch_state,
+            state=agent_state,
             step=step,
             reason=reason[:1000],
             at_s=self.clock(),
+            seq=self.order.next(),
+            boot_s=self.order.boot_s,
+            actual=actual,
+            actual_since_s=since_s,
         )
 
     async def _emit(
-        self, command: SwitchCommand, state: str, reason: str = "", *, step: str | None = None
+        self,
+        command: SwitchCommand,
+        state: SwitchState,
+        reason: str = "",
+        *,
+        step: str | None = None,
     ) -> SwitchEvent:
         event = self._event(command, state, reason, step=step)
-        if state == "refused":
+        if state is SwitchState.REFUSED:
             self.results_total["refused"] = self.results_total.get("refused", 0) + 1
             log.info("command refused", reason=reason)
         await self._send(event)
         return event
 
     async def _send(self, event: SwitchEvent) -> None:
-        if not await self.publish(event) and event.state in FINAL_STATES:
+        if not await self.publish(event) and SwitchState(event.state).final:
             self.outbox.append(event)
 
     async def flush_outbox(self) -> int:

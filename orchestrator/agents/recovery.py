@@ -144,6 +144,7 @@ async def _reattach(slot: GpuSlot, discovered: dict[int, Handle], switcher: Swit
         log.warning("workload ended while the agent was away", gpu=slot.gpu.index)
         record.handle = None
         record.workload = IDLE  # what runs; desired_workload stays for the watchdog
+        record.since_s = None  # when it ended is not known: no dwell is owed to it
         return
     _adopt_handle(slot, recovered)
 

@@ -42,7 +42,7 @@ from orchestrator.agents.state import GpuRecord, StateStore
 from orchestrator.agents.workload_health import Observation, WorkloadObserver
 from orchestrator.config.profiles import InferenceHealthCheck, ProfileSection
 from orchestrator.config.roots import ExecutorSection
-from orchestrator.domain import IDLE, Health
+from orchestrator.domain import IDLE, Health, SwitchState
 from orchestrator.drivers import (
     Drainable,
     Driver,
@@ -88,7 +88,7 @@ class GpuSlot:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    state: str  # done | rolled_back | failed
+    state: SwitchState  # DONE, ROLLED_BACK, FAILED (the executor adds REFUSED)
     reason: str
     step: str | None = None  # the step that failed
 
@@ -133,7 +133,7 @@ class Switcher:
         record = slot.record
         previous, previous_profile = record.workload, self.profiles.get(record.profile_id or "")
         if await self._already_running(slot, target):
-            return Outcome("done", f"{target} already runs")
+            return Outcome(SwitchState.DONE, f"{target} already runs")
         try:
             await self.stop_current(slot, progress=progress)
             await progress("verify")
@@ -143,13 +143,13 @@ class Switcher:
                 # stopped workload for a crashed one and started it again (tests/faults)
                 record.profile_id = record.desired_workload = None
                 await self.store.save_gpu(record)
-                return Outcome("done", "GPU stopped and verified free")
+                return Outcome(SwitchState.DONE, "GPU stopped and verified free")
             await progress("start")
             await self.start(slot, target_profile, target)
             await progress("health")
             observation = await self.wait_healthy(slot, target_profile)
             await self.mark_running(slot, observation)
-            return Outcome("done", observation.detail)
+            return Outcome(SwitchState.DONE, observation.detail)
         except StepError as failure:
             log.warning("switch step failed", gpu=record.index, step=failure.step, target=target)
             return await self._roll_back(slot, previous, previous_profile, failure, progress)
@@ -175,13 +175,17 @@ class Switcher:
         why = f"{failure.step} failed: {failure.reason}"
         stuck = await self._discard_reporting(slot)
         if stuck is not None:
-            return Outcome("failed", f"{why}; {stuck}", failure.step)
+            return Outcome(SwitchState.FAILED, f"{why}; {stuck}", failure.step)
         if previous == IDLE:
-            return Outcome("rolled_back", f"{why}; the GPU is idle as before", failure.step)
+            return Outcome(
+                SwitchState.ROLLED_BACK, f"{why}; the GPU is idle as before", failure.step
+            )
         if previous_profile is None or previous is None:
             was = previous or "unknown"
             return Outcome(
-                "failed", f"{why}; no profile to roll back to ({was}); GPU left idle", failure.step
+                SwitchState.FAILED,
+                f"{why}; no profile to roll back to ({was}); GPU left idle",
+                failure.step,
             )
         try:
             await progress("rollback")
@@ -192,12 +196,12 @@ class Switcher:
             stuck = await self._discard_reporting(slot)
             left = stuck if stuck is not None else "GPU left idle"
             return Outcome(
-                "failed",
+                SwitchState.FAILED,
                 f"{why}; rollback to {previous} failed at {second.step}: {second.reason}; {left}",
                 failure.step,
             )
         await self.mark_running(slot, observation)
-        return Outcome("rolled_back", f"{why}; {previous} runs again", failure.step)
+        return Outcome(SwitchState.ROLLED_BACK, f"{why}; {previous} runs again", failure.step)
 
     # ------------------------------------------------------------------ steps
 

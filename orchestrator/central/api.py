@@ -1,16 +1,19 @@
-"""The HTTP API of `serve`: health, readiness, metrics and the fleet state.
+"""The HTTP API of `serve`: health, readiness, metrics, the fleet state, the plan and overrides.
 
-Handlers read the daemon's state and never change it; they build JSON from the fleet
-snapshot as it stands at the request. `/readyz` answers 200 only while the daemon is
-connected to the broker and has loaded its state (a load balancer or systemd check
-can trust it). Further routes (explain, overrides, decisions) join this application.
+The GET handlers only read: they build JSON from the fleet snapshot and the newest plan as
+they stand at the request. The one thing the API changes is operators' overrides:
+`POST /api/v1/overrides` and `DELETE /api/v1/overrides/{id}` go through `OverrideService`,
+which checks them, writes them to the store with an audit record naming the token, and lets
+the policy loop replan; `auth` admits writes only with an operator token. `/readyz` answers
+200 only while the daemon is connected to the broker and has loaded its state (a load
+balancer or systemd check can trust it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 from aiohttp import web
@@ -18,25 +21,32 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from orchestrator.central.auth import IDENTITY_KEY, TokenChecker, auth_middleware
-from orchestrator.central.fleet import FleetState, NodeRecord
+from orchestrator.central.fleet import FleetState
 from orchestrator.central.openapi import openapi_document
-from orchestrator.central.overrides import OverrideRejected, OverrideRequest, OverrideService
-from orchestrator.central.policy_loop import PolicyLoop
+from orchestrator.central.overrides import (
+    OverrideRejected,
+    OverrideRequest,
+    OverrideService,
+    RefusalReason,
+)
+from orchestrator.central.reader import ServeReader
 from orchestrator.central.rendering import StateRenderer
 from orchestrator.central.statuspage import add_status_page
-from orchestrator.central.views import contracts_json, explain_json, plan_json
+from orchestrator.central.views import contracts_json, explain_json, lifecycle_json, plan_json
+from orchestrator.domain import FAILURE_STATES, SwitchState
 from orchestrator.httpserver import metrics_handler
 
 FLEET_KEY = web.AppKey("fleet", FleetState)
 READY_KEY: web.AppKey[Callable[[], dict[str, bool]]] = web.AppKey("ready")
 CLOCK_KEY: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 SITE_KEY = web.AppKey("site", str)
-POLICY_KEY = web.AppKey("policy", PolicyLoop)
+READER_KEY = web.AppKey("reader", ServeReader)
 OVERRIDES_KEY = web.AppKey("overrides", OverrideService)
 STATE_RENDERER_KEY = web.AppKey("state_renderer", StateRenderer)
 
 log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+_FAILED_STATES = frozenset(s.value for s in (*FAILURE_STATES, SwitchState.TIMED_OUT))
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -54,7 +64,7 @@ async def state(request: web.Request) -> web.Response:
 
     Written by `StateRenderer` as text (at 10k GPUs the dict-and-`json.dumps` way took
     0.3 s a request on a 2-core machine); the JSON document is the same."""
-    last = request.app[POLICY_KEY].last
+    last = request.app[READER_KEY].last_plan
     body = request.app[STATE_RENDERER_KEY].render(
         fleet=request.app[FLEET_KEY],
         site=request.app[SITE_KEY],
@@ -77,24 +87,24 @@ def _no_plan() -> web.Response:
 
 
 async def current_plan(request: web.Request) -> web.Response:
-    loop = request.app[POLICY_KEY]
-    if loop.last is None:
+    reader = request.app[READER_KEY]
+    if reader.last_plan is None:
         return _no_plan()
-    return web.json_response(plan_json(loop.last, loop.dispatcher.recent(50)))
+    return web.json_response(plan_json(reader.last_plan, reader.recent_commands(50)))
 
 
 async def sla(request: web.Request) -> web.Response:
-    loop = request.app[POLICY_KEY]
+    reader = request.app[READER_KEY]
+    ledger = reader.ledger
     now_s = request.app[CLOCK_KEY]()
-    current = [entry.to_json() for entry in loop.ledger.current(now_s)]
+    current = [entry.to_json() for entry in ledger.current(now_s)]
     history = [
-        entry.to_json()
-        for entry in sorted(loop.ledger.entries.values(), key=lambda e: e.period_start_s)
+        entry.to_json() for entry in sorted(ledger.entries.values(), key=lambda e: e.period_start_s)
     ]
     return web.json_response(
         {
-            "billing_period": loop.ledger.period,
-            "contracts": contracts_json(loop.policy.contracts),
+            "billing_period": ledger.period,
+            "contracts": contracts_json(reader.contracts),
             "current": current,
             "history": history,
         }
@@ -106,6 +116,28 @@ def _bad_request(message: str, problems: list[dict[str, str]] | None = None) -> 
     if problems:
         body["problems"] = problems
     return web.json_response(body, status=400)
+
+
+def _refusal_status(reason: RefusalReason) -> int:
+    """The HTTP status of a refused override: the client's mistake, a conflict, or absent."""
+    match reason:
+        case (
+            RefusalReason.BAD_REQUEST
+            | RefusalReason.UNKNOWN_NODE
+            | RefusalReason.UNKNOWN_GPU
+            | RefusalReason.UNKNOWN_WORKLOAD
+        ):
+            return 400
+        case RefusalReason.CONTRACT_SHORT:
+            return 409
+        case RefusalReason.NOT_FOUND:
+            return 404
+        case _:
+            assert_never(reason)
+
+
+def _refused(rejected: OverrideRejected) -> web.Response:
+    return web.json_response({"error": rejected.message}, status=_refusal_status(rejected.reason))
 
 
 async def list_overrides(request: web.Request) -> web.Response:
@@ -131,7 +163,7 @@ async def create_override(request: web.Request) -> web.Response:
     try:
         created = await request.app[OVERRIDES_KEY].create(body, actor=request[IDENTITY_KEY])
     except OverrideRejected as rejected:
-        return web.json_response({"error": rejected.message}, status=rejected.status)
+        return _refused(rejected)
     log.info(
         "override created",
         override=created.row.id,
@@ -147,9 +179,10 @@ async def create_override(request: web.Request) -> web.Response:
 
 async def delete_override(request: web.Request) -> web.Response:
     override_id = request.match_info["override_id"]
-    row = await request.app[OVERRIDES_KEY].delete(override_id, actor=request[IDENTITY_KEY])
-    if row is None:
-        return web.json_response({"error": f"no live override {override_id!r}"}, status=404)
+    try:
+        await request.app[OVERRIDES_KEY].delete(override_id, actor=request[IDENTITY_KEY])
+    except OverrideRejected as rejected:
+        return _refused(rejected)
     log.info("override deleted", override=override_id, by=request[IDENTITY_KEY])
     return web.json_response({"deleted": override_id})
 
@@ -170,7 +203,14 @@ async def decisions(request: web.Request) -> web.Response:
         {"at_s": p["at_s"], "kind": "plan", "by": "planner", **p} for p in store.recent_plans(limit)
     )
     entries.extend(
-        {"at_s": c.issued_at_s, "kind": "switch", "by": "planner", **c.to_json()}
+        {
+            "at_s": c.issued_at_s,
+            "kind": "switch",
+            "by": "planner",
+            **c.to_json(),
+            # a rollback is a failed switch, whatever runs afterwards
+            "failed": c.state in _FAILED_STATES,
+        }
         for c in store.recent_commands(limit)
     )
     entries.sort(key=lambda e: e["at_s"], reverse=True)
@@ -196,12 +236,12 @@ async def errors_middleware(
 
 
 async def explain(request: web.Request) -> web.Response:
-    loop = request.app[POLICY_KEY]
+    reader = request.app[READER_KEY]
     name = request.match_info["gpu"]
-    key = loop.observer.resolve(name)
-    if loop.last is None:
+    key = reader.resolve(name)
+    if reader.last_plan is None:
         return _no_plan()
-    view = explain_json(loop.last, key) if key else None
+    view = explain_json(reader.last_plan, key) if key else None
     if view is None:
         return web.json_response(
             {
@@ -210,17 +250,14 @@ async def explain(request: web.Request) -> web.Response:
             },
             status=404,
         )
+    assert key is not None  # noqa: S101  (a view exists only for a resolved GPU)
+    view["lifecycle"] = lifecycle_json(reader, key)
     return web.json_response(view)
-
-
-def _by_name(record: NodeRecord) -> str:
-    return record.name
 
 
 def build_app(
     *,
-    fleet: FleetState,
-    policy: PolicyLoop,
+    reader: ServeReader,
     overrides: OverrideService,
     tokens: TokenChecker,
     registry: CollectorRegistry,
@@ -232,11 +269,11 @@ def build_app(
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[errors_middleware, auth_middleware(tokens)]
     )
-    app[FLEET_KEY] = fleet
+    app[FLEET_KEY] = reader.fleet
     app[READY_KEY] = readiness
     app[CLOCK_KEY] = clock
     app[SITE_KEY] = site
-    app[POLICY_KEY] = policy
+    app[READER_KEY] = reader
     app[OVERRIDES_KEY] = overrides
     app[STATE_RENDERER_KEY] = StateRenderer()
     app.router.add_get("/healthz", healthz)

@@ -6,22 +6,27 @@ Measurements are exponentially smoothed per GPU and mining profile: a GPU that r
 hashrate while mining `mine:<profile>` contributes that hashrate and its NVML power draw,
 and from then on the planner uses the measured figures instead of the benchmark table.
 
-"Since when" is the agent's `since_s` when it reports one, else the first time this daemon
-saw the GPU on that workload (after a restart of `serve` that is conservative: dwell restarts).
+What a GPU runs is the agent's latest word in its own order (`GpuBook.actual`): a snapshot
+numbered before the GPU's last final switch event is passed over for that event's word.
 While a switch is in flight the planner is told the target workload, so it does not plan
 the same switch twice or plan against a state that is about to change.
+
+"Since when" is a fact or nothing: the agent's `since_s` (it records when it started each
+workload, and keeps that across its own restarts). A GPU whose start is unknown (a fresh
+site, a workload that ended while its agent was down) owes no dwell and may move at the
+first plan, except a GPU serving a reserved contract (`sla_workloads`): that one is held
+from the first time this daemon saw it, so a restart never shuffles an SLA's GPUs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from orchestrator.central.fleet import FleetState
-from orchestrator.domain import UNKNOWN, Health, NodeStatus, gpu_key
+from orchestrator.central.gpubook import GpuBook, telemetry_order
+from orchestrator.domain import MINE_PREFIX, UNKNOWN, Health, NodeStatus, gpu_key
 from orchestrator.policy.model import GpuState, MeasuredRate
-
-_MINE_PREFIX = "mine:"
 
 
 @dataclass(slots=True)
@@ -40,39 +45,49 @@ class FleetObserver:
     uuids: dict[str, str] = field(default_factory=dict)  # NVML UUID -> node:index
 
     def observe(
-        self, fleet: FleetState, *, now_s: float, in_flight: Mapping[str, str] | None = None
+        self,
+        fleet: FleetState,
+        *,
+        now_s: float,
+        book: GpuBook | None = None,
+        sla_workloads: Collection[str] = (),
     ) -> list[GpuState]:
-        in_flight = in_flight or {}
+        book = book or GpuBook()
+        in_flight = book.commands
         states: list[GpuState] = []
         for record in fleet.nodes.values():
             telemetry = record.telemetry
             if telemetry is None:
                 continue
             online = record.status is NodeStatus.ONLINE
+            order = telemetry_order(telemetry)
             for gpu in telemetry.gpus:
                 key = gpu_key(record.name, gpu.index)
                 if gpu.uuid:
                     self.uuids[gpu.uuid] = key
-                reported = gpu.workload.workload if gpu.workload else None
+                report = gpu.workload
+                reported, since_s = book.actual(
+                    key,
+                    order,
+                    report.workload if report else None,
+                    report.since_s if report else None,
+                )
                 if reported == UNKNOWN:
                     reported = None
-                since_s = None
                 if reported is not None and online:
-                    since_s = self._since(
-                        key, reported, gpu.workload.since_s if gpu.workload else None, now_s
-                    )
-                    self._measure(
-                        key,
-                        reported,
-                        gpu.workload.hashrate_hs if gpu.workload else None,
-                        gpu.power_draw_w,
-                    )
-                current = in_flight.get(key, reported)
+                    since_s = self._since(key, reported, since_s, now_s, sla_workloads)
+                    if report is not None and report.workload == reported:
+                        # the reading's hashrate is of the workload it reports, not a stale one
+                        self._measure(key, reported, report.hashrate_hs, gpu.power_draw_w)
+                else:
+                    since_s = None
+                pending = in_flight.get(key)
+                current = pending.workload if pending is not None else reported
                 states.append(
                     GpuState(
                         key=key,
                         uuid=gpu.uuid or key,
-                        model=gpu.name or "unknown",
+                        model=gpu.name or UNKNOWN,
                         memory_total_bytes=gpu.memory_total_bytes or 0,
                         online=online,
                         healthy=gpu.health in (Health.OK, Health.DEGRADED),
@@ -84,22 +99,31 @@ class FleetObserver:
         return states
 
     def _since(
-        self, key: str, workload: str, reported_since_s: float | None, now_s: float
-    ) -> float:
+        self,
+        key: str,
+        workload: str,
+        reported_since_s: float | None,
+        now_s: float,
+        sla_workloads: Collection[str],
+    ) -> float | None:
+        """The agent's start time; unknown stays unknown, except on a reserved contract."""
+        if reported_since_s is not None:
+            self.seen.pop(key, None)
+            return reported_since_s
+        if workload not in sla_workloads:
+            return None
         seen = self.seen.get(key)
         if seen is None or seen.workload != workload:
-            seen = _Seen(workload, reported_since_s if reported_since_s is not None else now_s)
+            seen = _Seen(workload, now_s)
             self.seen[key] = seen
-        elif reported_since_s is not None:
-            seen.since_s = reported_since_s
         return seen.since_s
 
     def _measure(
         self, key: str, workload: str, hashrate_hs: float | None, power_w: float | None
     ) -> None:
-        if not workload.startswith(_MINE_PREFIX) or not hashrate_hs or power_w is None:
+        if not workload.startswith(MINE_PREFIX) or not hashrate_hs or power_w is None:
             return
-        profile = workload[len(_MINE_PREFIX) :]
+        profile = workload[len(MINE_PREFIX) :]
         by_profile = self.measured.setdefault(key, {})
         previous = by_profile.get(profile)
         if previous is None:

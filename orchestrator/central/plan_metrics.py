@@ -1,6 +1,7 @@
 """Scrape-time gauges over the newest plan: money, SLA and workloads.
 
-Read at scrape time from `PolicyLoop.last`, so a plan costs nothing extra in metrics.
+Read at scrape time through the `ServeReader` (the newest plan), so a plan costs nothing
+extra in metrics.
 `orchestrator_workload_expected_usd_per_hour` is the planned net $/h summed per workload;
 `orchestrator_workload_best_alternative_usd_per_hour` sums, over the same GPUs, what the
 best other candidate would have earned, so a dashboard shows each choice beside its
@@ -20,18 +21,17 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orchestrator.central.fleet import FleetState
-from orchestrator.central.policy_loop import PolicyLoop
+from orchestrator.central.reader import ServeReader
 from orchestrator.central.rendering import Family, LabelCache
+from orchestrator.domain import UNKNOWN, GpuKey
 
 
 class PlanCollector(Collector):
-    def __init__(self, loop: PolicyLoop, fleet: FleetState) -> None:
-        self.loop = loop
-        self.fleet = fleet
+    def __init__(self, reader: ServeReader) -> None:
+        self.reader = reader
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        contracts = self.loop.policy.contracts
+        contracts = self.reader.contracts
         rates = GaugeMetricFamily(
             "orchestrator_contract_rate_usd_per_gpu_hour",
             "Contracted AI rate per GPU-hour",
@@ -58,7 +58,7 @@ class PlanCollector(Collector):
             target.add_metric([contract.id], contract.availability_target_fraction)
         for on_demand in contracts.on_demand:
             rates.add_metric([on_demand.id, "on_demand"], on_demand.rate_usd_per_gpu_hour)
-        counts = self.loop.serving()
+        counts = self.reader.serving()
         for contract in contracts.reserved:
             serving.add_metric([contract.id], float(counts.get(contract.id, 0)))
         yield rates
@@ -90,7 +90,7 @@ class PlanCollector(Collector):
             "Penalty owed for the current billing period's shortfall",
             labels=labels,
         )
-        for entry in self.loop.ledger.current(self.loop.clock()):
+        for entry in self.reader.ledger.current(self.reader.clock()):
             owed.add_metric([entry.contract_id], entry.committed_gpu_hours)
             delivered.add_metric([entry.contract_id], entry.delivered_gpu_hours)
             penalty.add_metric([entry.contract_id], entry.penalty_usd)
@@ -102,7 +102,7 @@ class PlanCollector(Collector):
         yield penalty
 
     def _plan_families(self) -> Iterator[GaugeMetricFamily]:
-        record = self.loop.last
+        record = self.reader.last_plan
         planned = GaugeMetricFamily(
             "orchestrator_sla_planned_gpus", "GPUs the plan puts on a contract", labels=["contract"]
         )
@@ -134,7 +134,7 @@ class PlanCollector(Collector):
             other: dict[str, float] = defaultdict(float)
             count: dict[str, int] = defaultdict(int)
             for assignment in record.plan.assignments.values():
-                workload = assignment.workload or "unknown"
+                workload = assignment.workload or UNKNOWN
                 count[workload] += 1
                 chosen = next((c for c in assignment.candidates if c.workload == workload), None)
                 best_other = next(
@@ -160,17 +160,17 @@ class PlanCollector(Collector):
             "orchestrator_gpu_expected_usd_per_hour",
             "Planned net revenue of a GPU's chosen workload",
         )
-        record = self.loop.last
+        record = self.reader.last_plan
         if record is not None:
             for key, assignment in record.plan.assignments.items():
-                workload = assignment.workload or "unknown"
+                workload = assignment.workload or UNKNOWN
                 for candidate in assignment.candidates:
                     if candidate.workload == workload:
                         gpu = record.gpus.get(key)
-                        node, _, index = key.rpartition(":")
+                        gpu_id = GpuKey.parse(key)
                         uuid, model = (gpu.uuid, gpu.model) if gpu else ("", "")
                         family.add(
-                            labels.get(index, uuid, model, node, workload),
+                            labels.get(str(gpu_id.index), uuid, model, gpu_id.node, workload),
                             candidate.net_usd_per_hour,
                         )
                         break

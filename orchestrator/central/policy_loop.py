@@ -1,19 +1,26 @@
-"""The central loop: when to plan, planning, and handing the result to the dispatcher.
+"""The policy loop: deciding when to plan, and planning. Nothing else.
 
 `PolicyLoop.due(now_s)` names the trigger that makes a plan due, or None:
 
-- `start`    the first plan, once the warm-up has passed (every live node has reported or
-             been marked offline; planning a half-reported fleet would move GPUs merely
-             because `serve` restarted);
+- `start`    the first plan, once every node known to be online has reported since
+             `serve` started, or the warm-up (`ingest.node_offline_after_s`) has passed
+             and the silent ones are offline; planning a half-reported fleet would move
+             GPUs merely because `serve` restarted;
 - `fleet`    a node came or went (the fleet's presence version changed);
 - `override` an operator's override changed;
+- `market`   a power price arrived after the loop held for want of one;
 - `price`    a price moved by more than `planner.price_move_replan_fraction`;
 - `timer`    `planner.interval_s` passed.
 
-`plan_once(trigger)` is one reconcile: settle finished commands, observe the fleet, read
-the fresh market, run the pure planner in a worker thread (so ingest keeps flowing),
-and dispatch the changed assignments. Without a valid power price it holds: no plan,
-no switch, a counted reason. Each plan logs one summary line.
+`plan_once(trigger)` observes the fleet (each GPU's actual workload by the agent's latest
+word, its command in flight, its dwell: `observe`), reads the fresh market, runs the pure
+planner in a worker thread (so ingest keeps flowing) and hands the plan to the dispatcher,
+which owns every command from there (`Dispatcher.order`). Without a valid power price it
+holds: no plan, no switch, a counted reason. Each plan logs one summary line.
+
+Not here: command state and its persistence (`dispatch`, `gpubook`), SLA accrual (`sla`),
+saving quotes (`market_memory`) and the overrides' store (`overrides`); each is its own
+object, and the accrual and the quotes run as named tasks of their own.
 """
 
 from __future__ import annotations
@@ -22,24 +29,26 @@ import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from orchestrator.central.dispatch import Dispatcher
+from orchestrator.central.dispatch import Dispatcher, PlanEntry
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
-from orchestrator.central.store import CommandRecord, Store
+from orchestrator.central.store import CommandRecord
 from orchestrator.config.policy import ContractsSection, contract_problems
+from orchestrator.domain import UNKNOWN, NodeStatus, ai_workload
 from orchestrator.lifecycle import raise_if_cancelling
+from orchestrator.markets import MarketBook, MarketSnapshot
 from orchestrator.policy.economics import significant_price_move
-from orchestrator.policy.feeds import MarketBook, MarketSnapshot, Provenance, Quote, QuoteKind
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
-from orchestrator.policy.sla_ledger import BillingPeriod, SlaLedger
 
 log = structlog.get_logger(__name__)
+
+_WARMUP_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,7 @@ def _summary(result: Plan) -> dict[str, object]:
             for s in result.sla
         ],
         "workloads": dict(
-            sorted(Tally(a.workload or "unknown" for a in result.assignments.values()).items())
+            sorted(Tally(a.workload or UNKNOWN for a in result.assignments.values()).items())
         ),
     }
 
@@ -130,13 +139,9 @@ class PolicyLoop:
         contracts: ContractsSection,
         registry: CollectorRegistry,
         warmup_s: float,
-        billing_period: BillingPeriod = "month",
-        sla_accrual_interval_s: float = 5.0,
         tick_s: float = 0.25,
         clock: Callable[[], float] = time.time,
-        store: Store | None = None,
     ) -> None:
-        self.store = store
         self.fleet = fleet
         self.book = book
         self.dispatcher = dispatcher
@@ -146,14 +151,14 @@ class PolicyLoop:
         self.tick_s = tick_s
         self.clock = clock
         self.observer = FleetObserver()
-        self.ledger = SlaLedger(policy.contracts.reserved, period=billing_period)
-        self.sla_accrual_interval_s = sla_accrual_interval_s
         self.overrides: dict[str, Override] = {}
         self.overrides_version = 0
-        self.generation = 0
+        self.generation = 0  # raised above earlier terms' by serve at start (`Store.begin_term`)
         self.last: PlanRecord | None = None
         self.metrics = _Metrics(registry)
         self.algorithms = {p.algorithm for p in policy.profiles}
+        # GPUs on these are held from first sight when their start is unknown (`observe`)
+        self.sla_workloads = frozenset(ai_workload(c.id) for c in policy.contracts.reserved)
         self._planned_fleet_version = -1
         self._planned_overrides_version = 0
         self._last_attempt_s: float | None = None
@@ -168,11 +173,8 @@ class PolicyLoop:
             self.overrides_version += 1
 
     def due(self, now_s: float) -> str | None:
-        started_s = self.fleet.started_at_s
-        if started_s is None or now_s - started_s < self.warmup_s:
-            return None
         if self._last_attempt_s is None:
-            return "start"
+            return "start" if self._warmed_up(now_s) else None
         if self.fleet.version != self._planned_fleet_version:
             return "fleet"
         if self.overrides_version != self._planned_overrides_version:
@@ -192,6 +194,24 @@ class PolicyLoop:
             return "timer"
         return None
 
+    def _warmed_up(self, now_s: float) -> bool:
+        """The first plan waits until every node known to be online (by its retained status
+        or its telemetry) has reported since this daemon started, or `warmup_s` has passed
+        (by then a silent node is offline). A short grace first lets the broker's retained
+        statuses arrive, so the first node to report is not taken for the whole fleet."""
+        started_s = self.fleet.started_at_s
+        if started_s is None:
+            return False
+        waited_s = now_s - started_s
+        if waited_s >= self.warmup_s:
+            return True
+        if waited_s < min(_WARMUP_GRACE_S, self.warmup_s):
+            return False
+        online = [r for r in self.fleet.nodes.values() if r.status is NodeStatus.ONLINE]
+        return bool(online) and all(
+            r.received_at_s is not None and r.received_at_s >= started_s for r in online
+        )
+
     async def plan_once(self, trigger: str) -> PlanRecord | None:
         now_s = self.clock()
         self._last_attempt_s = now_s
@@ -203,8 +223,10 @@ class PolicyLoop:
             self._hold("no_power_price", "no fresh power price: holding the current assignment")
             return None
         self._last_market = market
-        self.dispatcher.settle(self.fleet)
-        gpus = self.observer.observe(self.fleet, now_s=now_s, in_flight=self.dispatcher.targets())
+        self.dispatcher.expire_overdue()
+        gpus = self.observer.observe(
+            self.fleet, now_s=now_s, book=self.dispatcher.book, sla_workloads=self.sla_workloads
+        )
         if not gpus:
             self._hold("empty_fleet", "no GPU has reported yet")
             return None
@@ -230,24 +252,14 @@ class PolicyLoop:
             return None
         duration_s = time.perf_counter() - started
         self.generation += 1
-        uuids = {g.key: g.uuid for g in gpus}
-        prepared = self.dispatcher.prepare(result, generation=self.generation, uuids=uuids)
-        if self.store is not None:
-            # written before anything is published: a crash from here on forgets nothing
-            self.store.record_plan(
-                generation=self.generation,
-                at_s=now_s,
-                trigger=trigger,
-                net_usd_per_hour=result.net_usd_per_hour,
-                commands=prepared,
-                summary=_summary(result),
-                ended=self.dispatcher.take_ended(),
-            )
-        commands = await self.dispatcher.publish(prepared)
-        if self.store is not None:
-            # after publishing: the quotes only seed the market after a restart, and their
-            # transaction (an fsync) would otherwise sit between a decision and its commands
-            self._save_quotes(snapshot)
+        entry = PlanEntry(
+            generation=self.generation,
+            at_s=now_s,
+            trigger=trigger,
+            net_usd_per_hour=result.net_usd_per_hour,
+            summary=_summary(result),
+        )
+        commands = await self.dispatcher.order(result, entry, uuids={g.key: g.uuid for g in gpus})
         problems = self._contract_problems(gpus, result)
         self.last = PlanRecord(
             generation=self.generation,
@@ -265,7 +277,7 @@ class PolicyLoop:
         self.metrics.plans.labels(trigger).inc()
         self.metrics.generation.set(self.generation)
         self.metrics.problems.set(len(problems))
-        by_workload = Tally(a.workload or "unknown" for a in result.assignments.values())
+        by_workload = Tally(a.workload or UNKNOWN for a in result.assignments.values())
         log.info(
             "plan",
             generation=self.generation,
@@ -277,58 +289,6 @@ class PolicyLoop:
             workloads=dict(sorted(by_workload.items())),
         )
         return self.last
-
-    def restore(self) -> None:
-        """Load what a previous run left: generation, overrides, open commands, ledger, prices."""
-        if self.store is None:
-            return
-        store = self.store
-        now_s = self.clock()
-        self.generation = store.begin_term()  # above every generation of earlier terms
-        self.dispatcher.restore(store.open_commands())
-        rows, last_accrual_s = store.load_ledger()
-        by_id = {c.id: c for c in self.policy.contracts.reserved}
-        for contract_id, start_s, committed, delivered in rows:
-            contract = by_id.get(contract_id)
-            if contract is not None:
-                entry = self.ledger.entry(contract, start_s)
-                entry.committed_gpu_hours = committed
-                entry.delivered_gpu_hours = delivered
-        self.ledger.last_accrual_s = last_accrual_s
-        restored = 0
-        for key, _source, kind, value, fetched_at_s, staleness_s, provenance in store.load_quotes():
-            if now_s - fetched_at_s > staleness_s:
-                continue
-            quote = Quote(
-                kind=QuoteKind(kind),
-                key=key,
-                value=value,
-                provenance=Provenance(**provenance),
-                staleness_s=staleness_s,
-            )
-            restored += self.book.offer(quote, fetched_at_s) is None
-        log.info(
-            "state restored",
-            generation=self.generation,
-            open_commands=len(self.dispatcher.in_flight),
-            ledger_entries=len(rows),
-            quotes=restored,
-        )
-
-    def _save_quotes(self, snapshot: MarketSnapshot) -> None:
-        assert self.store is not None  # noqa: S101
-        self.store.save_quotes(
-            (
-                q.key,
-                q.source,
-                q.kind.value,
-                q.value,
-                q.provenance.fetched_at_s,
-                q.staleness_s,
-                asdict(q.provenance),
-            )
-            for q in snapshot.quotes.values()
-        )
 
     def _contract_problems(self, gpus: list[GpuState], result: Plan) -> tuple[str, ...]:
         models = Tally(g.model for g in gpus)
@@ -345,40 +305,12 @@ class PolicyLoop:
             log.warning("plan held", reason=reason, detail=message)
             self._held_reason = reason
 
-    def serving(self) -> dict[str, int]:
-        """GPUs online, healthy and reporting each AI contract's workload, by contract id."""
-        counts: dict[str, int] = {}
-        for view in self.fleet.gpus():
-            if view.workload.startswith("ai:") and view.state in ("ok", "degraded"):
-                contract = view.workload[3:]
-                counts[contract] = counts.get(contract, 0) + 1
-        return counts
-
-    def accrue_sla(self, now_s: float) -> None:
-        last_s = self.ledger.last_accrual_s
-        if last_s is None or now_s - last_s >= self.sla_accrual_interval_s:
-            self.ledger.accrue(now_s, self.serving())
-            if self.store is not None:
-                self.store.save_ledger(
-                    (
-                        (
-                            e.contract_id,
-                            e.period_start_s,
-                            e.committed_gpu_hours,
-                            e.delivered_gpu_hours,
-                        )
-                        for e in self.ledger.current(now_s)
-                    ),
-                    self.ledger.last_accrual_s,
-                )
-
     async def step(self) -> None:
-        self.accrue_sla(self.clock())
         trigger = self.due(self.clock())
         if trigger is not None:
             await self.plan_once(trigger)
         elif self.dispatcher.in_flight:
-            self.dispatcher.settle(self.fleet)
+            self.dispatcher.expire_overdue()
             await self.dispatcher.retry_unacknowledged()
 
     async def run(self) -> None:

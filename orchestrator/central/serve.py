@@ -22,17 +22,20 @@ from orchestrator.central.auth import TokenChecker
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
+from orchestrator.central.market_memory import MarketMemory
 from orchestrator.central.metrics import FleetMetrics
 from orchestrator.central.overrides import OverrideService
 from orchestrator.central.plan_metrics import PlanCollector
 from orchestrator.central.policy_loop import PolicyLoop
+from orchestrator.central.reader import ServeReader
+from orchestrator.central.sla import SlaAccrual
 from orchestrator.central.store import Store
 from orchestrator.config import ServeConfig
 from orchestrator.config.common import resolve_secret
 from orchestrator.httpserver import HttpListener, start_http
 from orchestrator.lifecycle import StopRequested, forever, guarded, wait_for_stop
+from orchestrator.markets import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.mqtt import MqttLink
-from orchestrator.policy.feeds import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.policy.model import policy_from_config
 from orchestrator.protocol import Topics
 from orchestrator.sdnotify import Notifier, keep_alive
@@ -93,22 +96,31 @@ class CentralDaemon:
             clock=clock,
             store=self.store,
         )
+        policy = policy_from_config(config.policy())
         self.policy = PolicyLoop(
             fleet=self.fleet,
             book=self.book,
             dispatcher=self.dispatcher,
-            policy=policy_from_config(config.policy()),
+            policy=policy,
             contracts=config.contracts,
             registry=self.registry,
             warmup_s=config.ingest.node_offline_after_s,
+            clock=clock,
+        )
+        self.sla = SlaAccrual(
+            fleet=self.fleet,
+            book=self.dispatcher.book,
+            contracts=policy.contracts,
             billing_period=config.sla.billing_period,
-            sla_accrual_interval_s=config.sla.accrual_interval_s,
+            interval_s=config.sla.accrual_interval_s,
             clock=clock,
             store=self.store,
         )
+        self.market_memory = MarketMemory(book=self.book, store=self.store, clock=clock)
+        self.reader = ServeReader(self.fleet, self.policy, self.dispatcher, self.sla, clock)
         self.overrides = OverrideService(loop=self.policy, store=self.store)
         self.tokens = TokenChecker(config.http.tokens)
-        self.plan_metrics = PlanCollector(self.policy, self.fleet)
+        self.plan_metrics = PlanCollector(self.reader)
         self.registry.register(self.plan_metrics)
         self.ingest.extra_handlers["events"] = self.dispatcher.on_event
         self.state_loaded = False
@@ -144,14 +156,29 @@ class CentralDaemon:
                 log.info("serve ready", http=self.http.url if self.http else None)
             await asyncio.sleep(0.2)
 
+    def restore(self) -> None:
+        """Load what a previous run left: the plan generation (a new term above every
+        earlier one), open commands and GPU facts, the SLA ledger, and fresh quotes."""
+        self.policy.generation = self.store.begin_term()
+        self.dispatcher.restore(self.store.open_commands(), self.store.load_facts())
+        ledger_entries = self.sla.restore()
+        quotes = self.market_memory.restore()
+        log.info(
+            "state restored",
+            generation=self.policy.generation,
+            open_commands=len(self.dispatcher.in_flight),
+            gpu_facts=len(self.dispatcher.book.facts),
+            ledger_entries=ledger_entries,
+            quotes=quotes,
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         self.fleet.started_at_s = self.clock()
-        self.policy.restore()
+        self.restore()
         self.overrides.rebuild()
         self.state_loaded = True
         app = build_app(
-            fleet=self.fleet,
-            policy=self.policy,
+            reader=self.reader,
             overrides=self.overrides,
             tokens=self.tokens,
             registry=self.registry,
@@ -177,6 +204,13 @@ class CentralDaemon:
                     name = f"feed:{runner.source.name}"
                     tasks.create_task(guarded(name, runner.run()), name=name)
                 tasks.create_task(guarded("policy", self.policy.run()), name="policy")
+                for name, step, interval_s in (
+                    ("sla", self.sla.step, self.sla.interval_s),
+                    ("market-memory", self.market_memory.step, self.market_memory.interval_s),
+                ):
+                    tasks.create_task(
+                        guarded(name, forever(name, step, interval_s=interval_s)), name=name
+                    )
                 tasks.create_task(
                     guarded(
                         "staleness",

@@ -1,8 +1,9 @@
 """The store: SQLite in WAL mode, the central daemon's memory across restarts.
 
 What it keeps: operators' overrides and the audit log of every change to them, plan
-generations, the switch journal (every command: when, why, result), the SLA ledger, and
-the last good market quotes. Each record is written before the action it records: a
+generations, the switch journal (every command: when, why, result), each GPU's last final
+switch event (what it runs, in the agent's order: `gpubook`), the SLA ledger, and the last
+good market quotes. Each record is written before the action it records: a
 command row is committed as `publishing` before the command goes to the broker, so a
 daemon killed at any moment finds on restart every command that might have gone out.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.domain import SwitchState
 from orchestrator.errors import PermanentError
 
 MIGRATIONS: tuple[str, ...] = (
@@ -91,13 +93,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: each GPU's last final switch event (what it runs, in the agent's order of reports)
+    """
+    CREATE TABLE gpu_facts (
+        gpu TEXT PRIMARY KEY,
+        boot_s REAL NOT NULL,
+        seq INTEGER NOT NULL,
+        at_s REAL NOT NULL,
+        workload TEXT,
+        since_s REAL,
+        state TEXT NOT NULL,
+        command_id TEXT NOT NULL
+    );
+    """,
 )
 
-OPEN_COMMAND_STATES = ("publishing", "in_flight")
+OPEN_COMMAND_STATES = (SwitchState.PUBLISHING.value, SwitchState.IN_FLIGHT.value)
 GENERATION_TERM_BITS = 32  # a plan generation is term << 32 | plans made in the term
 
 # key, source, kind, value, fetched_at_s, staleness_s, provenance
 QuoteRow = tuple[str, str, str, float, float, float, dict[str, Any]]
+# gpu, boot_s, seq, at_s, workload, since_s, state, command_id
+FactRow = tuple[str, float, int, float, str | None, float | None, str, str]
 
 
 class StoreError(PermanentError):
@@ -138,9 +155,7 @@ class CommandRecord:
     reason: str
     issued_at_s: float
     expires_at_s: float
-    # publishing | in_flight | unsent | done | failed | rolled_back | refused | timed_out
-    # | superseded
-    state: str
+    state: str  # a `domain.SwitchState` value
     payload: bytes = b""
     acked: bool = False
     attempts: int = 1
@@ -328,10 +343,24 @@ class Store:
     def update_command(self, row: CommandRecord) -> None:
         self.update_commands([row])
 
-    def update_commands(self, rows: Iterable[CommandRecord]) -> None:
-        """Each command's new state, all in one transaction (one fsync, not one per row)."""
+    def update_commands(
+        self, rows: Iterable[CommandRecord], *, facts: Iterable[FactRow] = ()
+    ) -> None:
+        """Each command's new state, and the GPU facts their final events set, all in one
+        transaction (one fsync, not one per row)."""
         with self.transaction() as db:
             _update_commands(db, rows)
+            db.executemany(
+                "INSERT OR REPLACE INTO gpu_facts (gpu, boot_s, seq, at_s, workload, since_s,"
+                " state, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                facts,
+            )
+
+    def load_facts(self) -> list[FactRow]:
+        rows = self.db.execute(
+            "SELECT gpu, boot_s, seq, at_s, workload, since_s, state, command_id FROM gpu_facts"
+        ).fetchall()
+        return [tuple(r) for r in rows]
 
     def open_commands(self) -> list[CommandRecord]:
         rows = self.db.execute(

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.central.policy_loop import PlanRecord
+from orchestrator.central.reader import ServeReader
 from orchestrator.central.store import CommandRecord
-from orchestrator.policy.feeds import Quote
+from orchestrator.markets import Quote
 from orchestrator.policy.model import Contracts
 
 
@@ -118,3 +119,31 @@ def contracts_json(contracts: Contracts) -> list[dict[str, Any]]:
         for c in contracts.on_demand
     ]
     return reserved + on_demand
+
+
+def lifecycle_json(reader: ServeReader, key: str) -> dict[str, Any]:
+    """GPU `key`'s lifecycle: what the plan wants, the switch in flight, the last switch's
+    end as the agent told it (a rollback shows here as a failure), and any cool-down."""
+    line = reader.line(key)
+    command = line.command
+    fact = line.fact
+    last: dict[str, Any] | None = None
+    if fact is not None:
+        ended = next(
+            (c for c in reader.recent_commands(1000) if c.command_id == fact.command_id), None
+        )
+        last = {
+            **fact.to_json(),
+            "failed": fact.state.failure,
+            "target": ended.workload if ended is not None else None,
+            "outcome": ended.outcome if ended is not None else "",
+        }
+    cooldown = None
+    if last is not None and last["failed"] and last["target"] is not None:
+        cooldown = reader.cooldown_until(key, last["target"])
+    return {
+        "desired": line.desired,
+        "in_flight": command.to_json() if command is not None else None,
+        "last_switch": last,
+        "cooldown_until_s": cooldown,
+    }

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from orchestrator.config._base import Section
-from orchestrator.domain import WorkloadKind, workload_kind
+from orchestrator.domain import IDLE, WorkloadKind, workload_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +173,12 @@ class FakeGpuSection(Section):
     gpus: int = Field(default=8, ge=1, le=64)
     models: list[str] = Field(default=["rtx-3090"], min_length=1)
     seed: int = 0
-    initial_workloads: list[str] = Field(default=["idle"], min_length=1)
+    initial_workloads: list[str] = Field(default=[IDLE], min_length=1)
     noise_fraction: float = Field(default=0.02, ge=0.0, le=0.5)
+    # a fault to inject from outside: a GPU whose index names a file `gpu-<index>` in this
+    # folder shows a process holding 2 GiB (a CUDA context that outlived its workload), so
+    # a switch's "verify free" step fails while the file exists
+    stuck_memory_dir: Path | None = None
 
     @field_validator("models")
     @classmethod

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from orchestrator.central.dispatch import Dispatcher
-from orchestrator.central.fleet import FleetState
-from orchestrator.central.store import CommandRecord, Store
+from orchestrator.central.dispatch import Dispatcher, PlanEntry
+from orchestrator.central.store import CommandRecord, FactRow, Store
 from orchestrator.config.common import MqttSection
 from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.mqtt import MqttLink
@@ -61,6 +60,10 @@ def one_switch(gpu: str, workload: str, previous: str = "idle") -> Plan:
     )
 
 
+def entry(generation: int) -> PlanEntry:
+    return PlanEntry(generation, 5_000.0, "test", 0.0, {})
+
+
 @dataclass
 class Bench:
     dispatcher: Dispatcher
@@ -69,7 +72,15 @@ class Bench:
     clock: Clock
     registry: CollectorRegistry
 
-    async def answer(self, command: SwitchCommand, state: str, reason: str = "") -> None:
+    async def answer(
+        self,
+        command: SwitchCommand,
+        state: str,
+        reason: str = "",
+        *,
+        seq: int | None = None,
+        actual: str | None = None,
+    ) -> None:
         event = SwitchEvent(
             command_id=command.command_id,
             generation=command.generation,
@@ -79,6 +90,9 @@ class Bench:
             state=state,  # type: ignore[arg-type]
             reason=reason,
             at_s=self.clock.now_s,
+            seq=seq,
+            boot_s=None if seq is None else 1_000.0,
+            actual=actual,
         )
         assert await self.agent.publish(TOPICS.events(command.node), encode(event), qos=1)
 
@@ -131,9 +145,7 @@ async def bench(mosquitto: MosquittoBroker) -> AsyncIterator[Bench]:
 
 
 async def test_a_done_event_closes_the_command_and_counts_it_ok(bench: Bench) -> None:
-    (record,) = await bench.dispatcher.dispatch(
-        one_switch("rig:0", "mine:kawpow"), generation=3, uuids={}
-    )
+    (record,) = await bench.dispatcher.order(one_switch("rig:0", "mine:kawpow"), entry(3), uuids={})
     await eventually(lambda: bench.received, what="the command")
     command = bench.received[0]
     assert (command.command_id, command.generation, command.workload) == (
@@ -152,7 +164,7 @@ async def test_a_done_event_closes_the_command_and_counts_it_ok(bench: Bench) ->
 async def test_an_unacknowledged_command_is_sent_again_with_the_same_id_then_times_out(
     bench: Bench,
 ) -> None:
-    await bench.dispatcher.dispatch(one_switch("rig:1", "ai:acme"), generation=1, uuids={})
+    await bench.dispatcher.order(one_switch("rig:1", "ai:acme"), entry(1), uuids={})
     await eventually(lambda: len(bench.received) == 1, what="the first delivery")
     assert await bench.dispatcher.retry_unacknowledged() == 0  # not due yet
     bench.clock.now_s += 5.0
@@ -163,7 +175,7 @@ async def test_an_unacknowledged_command_is_sent_again_with_the_same_id_then_tim
     assert await bench.dispatcher.retry_unacknowledged() == 0  # the delay doubled
     bench.clock.now_s += 200.0  # past the command's expiry
     assert await bench.dispatcher.retry_unacknowledged() == 0
-    bench.dispatcher.settle(FleetState(offline_after_s=10.0))
+    bench.dispatcher.expire_overdue()
     assert bench.dispatcher.in_flight == {}
     assert bench.dispatcher.journal[-1].state == "timed_out"
     assert bench.metric("orchestrator_switches_total", result="timeout") == 1.0
@@ -171,17 +183,17 @@ async def test_an_unacknowledged_command_is_sent_again_with_the_same_id_then_tim
 
 async def test_a_rolled_back_switch_is_not_ordered_again_during_the_cooldown(bench: Bench) -> None:
     plan = one_switch("rig:2", "mine:kawpow")
-    await bench.dispatcher.dispatch(plan, generation=1, uuids={})
+    await bench.dispatcher.order(plan, entry(1), uuids={})
     await eventually(lambda: bench.received, what="the command")
     await bench.answer(bench.received[0], "rolled_back", "miner showed no hashrate in 120 s")
     await eventually(lambda: not bench.dispatcher.in_flight, what="the failure")
     assert bench.dispatcher.journal[-1].outcome == "miner showed no hashrate in 120 s"
     assert bench.metric("orchestrator_switches_total", result="rolled_back") == 1.0
-    assert await bench.dispatcher.dispatch(plan, generation=2, uuids={}) == []
-    other = await bench.dispatcher.dispatch(one_switch("rig:2", "ai:acme"), generation=2, uuids={})
+    assert await bench.dispatcher.order(plan, entry(2), uuids={}) == []
+    other = await bench.dispatcher.order(one_switch("rig:2", "ai:acme"), entry(2), uuids={})
     assert [r.workload for r in other] == ["ai:acme"]
     bench.clock.now_s += 901.0
-    again = await bench.dispatcher.dispatch(plan, generation=3, uuids={})
+    again = await bench.dispatcher.order(plan, entry(3), uuids={})
     assert [r.workload for r in again] == ["mine:kawpow"]
 
 
@@ -211,9 +223,7 @@ async def test_events_for_unknown_commands_and_garbage_are_counted_and_dropped(
 
 async def test_retries_go_out_in_bounded_rounds(bench: Bench) -> None:
     for index in range(5):
-        await bench.dispatcher.dispatch(
-            one_switch(f"rig:{index}", "ai:acme"), generation=1, uuids={}
-        )
+        await bench.dispatcher.order(one_switch(f"rig:{index}", "ai:acme"), entry(1), uuids={})
     bench.clock.now_s += 5.0
     assert await bench.dispatcher.retry_unacknowledged(limit=2) == 2
     assert await bench.dispatcher.retry_unacknowledged(limit=2) == 2
@@ -251,7 +261,7 @@ async def test_a_plans_commands_leave_together_and_answers_before_the_last_ack_c
     monkeypatch.setattr(link, "publish_many", acknowledged_late)
     first, second = one_switch("rig:0", "mine:kawpow"), one_switch("rig:1", "ai:acme")
     plan = replace(first, assignments={**first.assignments, **second.assignments}, switches=2)
-    published = await bench.dispatcher.dispatch(plan, generation=4, uuids={})
+    published = await bench.dispatcher.order(plan, entry(4), uuids={})
     assert offered == [2]  # one call for the plan's commands
     assert [r.state for r in published] == ["in_flight", "in_flight"]
     assert bench.metric("orchestrator_commands_published_total", result="unsent") == 0.0
@@ -269,23 +279,24 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
-def _journal(
-    store: Store,
-    generation: int,
-    at_s: float,
-    commands: list[CommandRecord],
-    ended: list[CommandRecord] | None = None,
-) -> None:
-    """What the policy loop writes before publishing a plan's commands."""
-    store.record_plan(
-        generation=generation,
-        at_s=at_s,
-        trigger="test",
-        net_usd_per_hour=0.0,
-        commands=commands,
-        summary={},
-        ended=ended or [],
-    )
+class CrashError(Exception):
+    """Stands for the daemon dying between writing a plan and publishing it."""
+
+
+async def _crash_after_writing(dispatcher: Dispatcher, plan: Plan, generation: int) -> None:
+    """`order` a plan and die before anything is published: what the store then holds is
+    what a restart finds."""
+
+    async def die(_records: list[CommandRecord]) -> list[CommandRecord]:
+        raise CrashError
+
+    real = dispatcher._publish
+    dispatcher._publish = die  # type: ignore[method-assign]
+    try:
+        with pytest.raises(CrashError):
+            await dispatcher.order(plan, entry(generation), uuids={})
+    finally:
+        dispatcher._publish = real  # type: ignore[method-assign]
 
 
 def _restarted(bench: Bench) -> Dispatcher:
@@ -306,54 +317,114 @@ async def test_commands_a_plan_ends_are_saved_in_the_plans_own_transaction(
     after it restores neither a superseded command nor one the plan revoked without a
     successor (its new target cooling down after a failure)."""
     store = Store(tmp_path / "serve.sqlite3")
-    bench.dispatcher.store = store
-
-    def plan(generation: int, gpu: str, workload: str) -> list[CommandRecord]:
-        prepared = bench.dispatcher.prepare(
-            one_switch(gpu, workload), generation=generation, uuids={}
-        )
-        _journal(store, generation, bench.clock.now_s, prepared, bench.dispatcher.take_ended())
-        return prepared
-
-    (first,) = await bench.dispatcher.publish(plan(1, "rig:0", "mine:kawpow"))
-    (revoked,) = await bench.dispatcher.publish(plan(1, "rig:1", "mine:kawpow"))
-    bench.dispatcher.cooldowns[("rig:1", "ai:acme")] = bench.clock.now_s + 900.0
+    dispatcher = bench.dispatcher
+    dispatcher.store = store
+    (first,) = await dispatcher.order(one_switch("rig:0", "mine:kawpow"), entry(1), uuids={})
+    (revoked,) = await dispatcher.order(one_switch("rig:1", "mine:kawpow"), entry(1), uuids={})
+    dispatcher.cooldowns[("rig:1", "ai:acme")] = bench.clock.now_s + 900.0
     bench.clock.now_s += 1.0
-    successor = plan(2, "rig:0", "ai:acme")
-    assert plan(2, "rig:1", "ai:acme") == []  # cooling down: rig:1's command ends, none replaces it
-    # a crash here, before anything is published
-    assert [c.command_id for c in store.open_commands()] == [successor[0].command_id]
+    second = replace(
+        one_switch("rig:0", "ai:acme"),
+        assignments={
+            **one_switch("rig:0", "ai:acme").assignments,
+            **one_switch("rig:1", "ai:acme").assignments,
+        },
+    )
+    await _crash_after_writing(dispatcher, second, 2)
+    # rig:1's command ended (its new target cools down) and nothing replaced it
+    (successor,) = store.open_commands()
+    assert (successor.gpu, successor.workload, successor.generation) == ("rig:0", "ai:acme", 2)
     states = {c.command_id: c.state for c in store.recent_commands(10)}
     assert states[first.command_id] == states[revoked.command_id] == "superseded"
     restarted = _restarted(bench)
-    restarted.restore(store.open_commands())
+    restarted.restore(store.open_commands(), store.load_facts())
     assert set(restarted.in_flight) == {"rig:0"}
 
 
 async def test_a_restart_keeps_the_later_generation_of_two_open_commands(
     bench: Bench, tmp_path: Path
 ) -> None:
-    """Two open commands for one GPU (a crash between a plan and the save of what it
-    ended): the later plan generation wins, even when the clock stepped back between them,
-    and the restore is written in one transaction."""
+    """Two open commands for one GPU (two daemons' plans, each dead before publishing):
+    the later plan generation wins, even when the clock stepped back between them, and
+    the restore is written in one transaction."""
     store = Store(tmp_path / "serve.sqlite3")
-    older = bench.dispatcher.prepare(one_switch("rig:0", "mine:kawpow"), generation=5, uuids={})
-    bench.dispatcher.take_ended()
+    first = _restarted(bench)
+    first.store = store
+    await _crash_after_writing(first, one_switch("rig:0", "mine:kawpow"), 5)
     bench.clock.now_s -= 30.0  # an NTP step backwards
-    newer = _restarted(bench).prepare(one_switch("rig:0", "ai:acme"), generation=6, uuids={})
-    _journal(store, 5, bench.clock.now_s, older)
-    _journal(store, 6, bench.clock.now_s, newer)
+    second = _restarted(bench)
+    second.store = store
+    await _crash_after_writing(second, one_switch("rig:0", "ai:acme"), 6)
+    newer = [c for c in store.open_commands() if c.generation == 6]
     writes: list[int] = []
     real_update = store.update_commands
 
-    def counted(rows: Iterable[CommandRecord]) -> None:
+    def counted(rows: Iterable[CommandRecord], *, facts: Iterable[FactRow] = ()) -> None:
         writes.append(1)
-        real_update(rows)
+        real_update(rows, facts=facts)
 
     store.update_commands = counted  # type: ignore[method-assign]
     restarted = _restarted(bench)
     restarted.store = store
-    restarted.restore(store.open_commands())
+    restarted.restore(store.open_commands(), store.load_facts())
     assert restarted.in_flight["rig:0"].command_id == newer[0].command_id
     assert writes == [1]
     assert [c.command_id for c in store.open_commands()] == [newer[0].command_id]
+
+
+async def test_a_rollback_ends_its_command_as_a_failure_and_moves_the_gpu_at_once(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """The agent stopped the miner, could not free the GPU, and started the miner again:
+    the switch failed (counted, cooled down), and the GPU runs what the event says."""
+    store = Store(tmp_path / "serve.sqlite3")
+    bench.dispatcher.store = store
+    plan = one_switch("rig:0", "idle", previous="mine:kawpow")
+    await bench.dispatcher.order(plan, entry(1), uuids={})
+    await eventually(lambda: bench.received, what="the command")
+    command = bench.received[0]
+    await bench.answer(command, "accepted", seq=10)
+    await bench.answer(
+        command,
+        "rolled_back",
+        "verify failed; mine:kawpow runs again",
+        seq=14,
+        actual="mine:kawpow",
+    )
+    await eventually(lambda: not bench.dispatcher.in_flight, what="the rollback")
+    assert bench.metric("orchestrator_switches_total", result="rolled_back") == 1.0
+    assert bench.metric("orchestrator_switches_total", result="ok") == 0.0
+    assert bench.dispatcher.cooling_down("rig:0", "idle", bench.clock.now_s)
+    line = bench.dispatcher.book.line("rig:0")
+    assert (line.desired, line.command) == ("idle", None)
+    assert line.fact is not None
+    assert line.fact.workload == "mine:kawpow"
+    assert line.fact.state.failure
+    # a GPU's fact survives a restart of serve, in the agent's order
+    restarted = _restarted(bench)
+    restarted.restore(store.open_commands(), store.load_facts())
+    assert restarted.book.facts["rig:0"].order[:2] == (1_000.0, 14)
+
+
+async def test_a_late_final_event_still_sets_the_gpu_and_an_older_one_does_not(
+    bench: Bench,
+) -> None:
+    """A command that timed out, then finished: its `done` tells what runs (counted as
+    late). A duplicate, or one said before what serve knows, changes nothing."""
+    await bench.dispatcher.order(one_switch("rig:3", "ai:acme"), entry(1), uuids={})
+    await eventually(lambda: bench.received, what="the command")
+    command = bench.received[0]
+    bench.clock.now_s += 700.0
+    bench.dispatcher.expire_overdue()
+    assert bench.dispatcher.journal[-1].state == "timed_out"
+    await bench.answer(command, "done", seq=20, actual="ai:acme")
+    await eventually(
+        lambda: bench.metric("orchestrator_late_final_events_total") == 1.0, what="the late done"
+    )
+    assert bench.dispatcher.book.facts["rig:3"].workload == "ai:acme"
+    await bench.answer(command, "done", seq=20, actual="ai:acme")  # the same, again
+    await eventually(
+        lambda: bench.metric("orchestrator_events_dropped_total", reason="unknown_command") == 1.0,
+        what="the duplicate",
+    )
+    assert bench.dispatcher.book.facts["rig:3"].order[1] == 20

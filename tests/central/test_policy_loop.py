@@ -20,16 +20,18 @@ from orchestrator.config.common import MqttSection
 from orchestrator.config.policy import PolicySection
 from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.domain import NodeStatus
+from orchestrator.markets import MarketBook, Provenance, Quote, QuoteKind
 from orchestrator.mqtt import MqttLink
-from orchestrator.policy.feeds import MarketBook, Provenance, Quote, QuoteKind
 from orchestrator.policy.model import policy_from_config
 from orchestrator.protocol import (
     GpuTelemetry,
     NodeStatusMessage,
     NodeTelemetry,
     SwitchCommand,
+    SwitchEvent,
     Topics,
     WorkloadReport,
+    encode,
 )
 from tests.waiting import eventually
 
@@ -181,6 +183,9 @@ def prices(rig: Rig, *, hashprice: float | None, power: float | None = 0.05) -> 
 async def test_nothing_is_planned_during_the_warm_up_then_the_first_plan_holds_a_good_fleet(
     rig: Rig,
 ) -> None:
+    # a second node is known online (its retained status) but has not reported yet
+    status = NodeStatusMessage(node="quiet", status=NodeStatus.ONLINE)
+    rig.fleet.apply_status(status, now_s=rig.clock.now_s)
     rig.fleet.apply_telemetry(telemetry("rig", "ai:spot"), now_s=rig.clock.now_s)
     prices(rig, hashprice=CHEAP_HASHPRICE)
     assert rig.loop.due(rig.clock.now_s + 9.9) is None
@@ -192,6 +197,21 @@ async def test_nothing_is_planned_during_the_warm_up_then_the_first_plan_holds_a
     assert record.commands == ()
     assert rig.loop.due(rig.clock.now_s + 1) is None
     assert rig.loop.due(rig.clock.now_s + 60) == "timer"
+
+
+async def test_the_first_plan_comes_once_every_online_node_has_reported(rig: Rig) -> None:
+    """No need to sit out the whole warm-up when the fleet has already spoken: after a short
+    grace (for the retained statuses to arrive), the first plan is due."""
+    for node in ("rig", "other"):
+        status = NodeStatusMessage(node=node, status=NodeStatus.ONLINE)
+        rig.fleet.apply_status(status, now_s=rig.clock.now_s)
+    prices(rig, hashprice=CHEAP_HASHPRICE)
+    rig.clock.now_s += 0.5
+    rig.fleet.apply_telemetry(telemetry("rig", "ai:spot"), now_s=rig.clock.now_s)
+    assert rig.loop.due(rig.clock.now_s + 3.0) is None  # "other" has not reported
+    rig.fleet.apply_telemetry(telemetry("other", "ai:spot"), now_s=rig.clock.now_s)
+    assert rig.loop.due(rig.clock.now_s) is None  # within the grace
+    assert rig.loop.due(rig.clock.now_s + 2.0) == "start"
 
 
 async def test_a_sustained_price_move_orders_the_switch_within_one_replan_and_only_once(
@@ -229,9 +249,25 @@ async def test_a_sustained_price_move_orders_the_switch_within_one_replan_and_on
     assert again.commands == ()
     assert set(rig.loop.dispatcher.targets().values()) == {"mine:kawpow"}
 
-    # once the fleet reports the new workload the commands are done
+    # telemetry showing the new workload confirms, but only the agent's final word ends
     rig.fleet.apply_telemetry(telemetry("rig", "mine:kawpow"), now_s=rig.clock.now_s)
-    rig.loop.dispatcher.settle(rig.fleet)
+    rig.loop.dispatcher.expire_overdue()
+    assert set(rig.loop.dispatcher.targets()) == {"rig:0", "rig:1"}
+    for seq, command in enumerate(rig.received, start=1):
+        done = SwitchEvent(
+            command_id=command.command_id,
+            generation=command.generation,
+            node="rig",
+            gpu_index=command.gpu_index,
+            workload=command.workload,
+            state="done",
+            at_s=rig.clock.now_s,
+            seq=seq,
+            boot_s=1.0,
+            actual=command.workload,
+            actual_since_s=rig.clock.now_s,
+        )
+        rig.loop.dispatcher.on_event("rig", encode(done))
     assert rig.loop.dispatcher.targets() == {}
     assert {r.state for r in rig.loop.dispatcher.journal} == {"done"}
 

@@ -239,8 +239,8 @@ def test_fleet_metrics_text_is_the_collectors_exposition_byte_for_byte() -> None
 def test_per_gpu_plan_family_matches_a_gauge_family() -> None:
     assignments = _assignments()
     gpus = {"rig-a:0": SimpleNamespace(uuid="GPU-0000", model='NVIDIA "Quoted" \\ Model')}
-    loop = SimpleNamespace(
-        last=SimpleNamespace(plan=SimpleNamespace(assignments=assignments), gpus=gpus)
+    reader = SimpleNamespace(
+        last_plan=SimpleNamespace(plan=SimpleNamespace(assignments=assignments), gpus=gpus)
     )
     reference = GaugeMetricFamily(
         "orchestrator_gpu_expected_usd_per_hour",
@@ -255,7 +255,7 @@ def test_per_gpu_plan_family_matches_a_gauge_family() -> None:
 
     registry = CollectorRegistry()
     registry.register(_One())
-    collector = PlanCollector(loop, FleetState(offline_after_s=1.0))  # type: ignore[arg-type]
+    collector = PlanCollector(reader)  # type: ignore[arg-type]
     assert collector.per_gpu_text(LabelCache()) == generate_latest(registry).decode()
 
 

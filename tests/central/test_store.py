@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.central.store import CommandRecord, OverrideRow, Store, StoreError
+from orchestrator.central.store import MIGRATIONS, CommandRecord, OverrideRow, Store, StoreError
 
 
 def command(command_id: str, *, state: str = "publishing", gpu: str = "rig:0") -> CommandRecord:
@@ -28,11 +28,11 @@ def command(command_id: str, *, state: str = "publishing", gpu: str = "rig:0") -
 def test_a_new_store_is_migrated_and_reopening_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "serve.sqlite3"
     store = Store(path)
-    assert store.schema_version == 1
+    assert store.schema_version == len(MIGRATIONS)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
     again = Store(path)
-    assert again.schema_version == 1
+    assert again.schema_version == len(MIGRATIONS)
     again.close()
 
 

@@ -64,6 +64,17 @@ def _toml(value: object) -> str:
     raise TypeError(f"no TOML for {value!r}")
 
 
+def _merged(document: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`document` with `extra`'s keys set, tables merged key by key (at any depth)."""
+    merged = dict(document)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def port_block(count: int, taken: set[int]) -> int:
     """The first of `count` consecutive free loopback ports, none of them in `taken` (which
     gets them): the workloads of every GPU and profile on this host need their own. Taken
@@ -137,6 +148,7 @@ class Site:
         mqtt_extra: dict[str, Any] | None = None,
         serve_mqtt: dict[str, Any] | None = None,
         agent_mqtt: dict[str, dict[str, Any]] | None = None,
+        agent_extra: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         log_level: str = "info",
     ) -> None:
@@ -205,7 +217,10 @@ class Site:
             **(serve_extra or {}),
         }
         self.agent_documents = {
-            node: self._agent_document(node, n, mqtt, (agent_mqtt or {}).get(node, {}))
+            node: _merged(
+                self._agent_document(node, n, mqtt, (agent_mqtt or {}).get(node, {})),
+                agent_extra or {},
+            )
             for n, node in enumerate(self.nodes)
         }
         self.serve = self._daemon("serve", self.serve_document, env or {})

@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 from orchestrator.agents.gpu.base import Finding, memory_error_findings, worst_health, xid_finding
@@ -54,6 +55,7 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 FAKE_DRIVER_VERSION = "550.127.05"
 
 _MIB = 1024 * 1024
+_STUCK_MIB = 2048  # what a stuck process holds (`stuck_memory_dir`)
 _DAG_BUILD_S = 20.0
 _MODEL_LOAD_S = 20.0
 _WARMUP_S = 60.0
@@ -132,6 +134,7 @@ class FakeGpuBackend:
         initial_workloads: Sequence[str] = (IDLE,),
         noise_fraction: float = 0.02,
         clock: Callable[[], float] = time.time,
+        stuck_memory_dir: Path | None = None,
     ) -> None:
         if not models or not initial_workloads:
             raise ValueError("models and initial_workloads need at least one entry each")
@@ -139,6 +142,7 @@ class FakeGpuBackend:
         if unknown:
             raise ValueError(f"unknown GPU model {unknown[0]!r}; valid: {sorted(FAKE_GPU_MODELS)}")
         self._node = node
+        self._stuck_memory_dir = stuck_memory_dir
         self._noise_fraction = noise_fraction
         self._clock = clock
         self._lock = threading.Lock()
@@ -170,6 +174,7 @@ class FakeGpuBackend:
             initial_workloads=section.initial_workloads,
             noise_fraction=section.noise_fraction,
             clock=clock,
+            stuck_memory_dir=section.stuck_memory_dir,
         )
 
     # ------------------------------------------------------------------ GpuBackend
@@ -271,6 +276,13 @@ class FakeGpuBackend:
                     name=load.process_name,
                 ),
             )
+        if (
+            self._stuck_memory_dir is not None
+            and (self._stuck_memory_dir / f"gpu-{gpu.index}").exists()
+        ):
+            memory_used_mib = min(memory_total_mib, memory_used_mib + _STUCK_MIB)
+            stuck = GpuProcess(pid=999_999, used_memory_bytes=_STUCK_MIB * _MIB, name="stuck")
+            processes = (*processes, stuck)
         return GpuTelemetry(
             index=gpu.index,
             uuid=gpu.uuid,
