@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -226,6 +227,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"  runs {view['current']}; plan: {view['choice']}{' (switch)' if view['changed'] else ''}"
     )
     print(f"  reason: {view['reason']}")
+    for line in _lifecycle_lines(view.get("lifecycle") or {}):
+        print(f"  {line}")
     print(f"  {'candidate':<28} {'net $/h':>10} {'power W':>8}  note")
     for c in view["candidates"]:
         mark = "*" if c["chosen"] else " "
@@ -234,6 +237,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"{c['note']}"
         )
     return EXIT_OK
+
+
+def _lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
+    """The GPU's switch in flight, or how its last one ended (a rollback is a failure)."""
+    flying = lifecycle.get("in_flight")
+    if flying:
+        step = f", at {flying['step']}" if flying.get("step") else ""
+        return [f"switching to {flying['workload']} ({flying['state']}{step})"]
+    last = lifecycle.get("last_switch")
+    if not last:
+        return []
+    verdict = "FAILED, " if last.get("failed") else ""
+    target = f" to {last['target']}" if last.get("target") else ""
+    lines = [f"last switch{target}: {verdict}{last['state']}; runs {last.get('workload')}"]
+    if last.get("outcome"):
+        lines.append(f"  ({last['outcome']})")
+    until_s = lifecycle.get("cooldown_until_s")
+    if until_s:
+        when = time.strftime("%H:%M:%S", time.localtime(until_s))
+        lines.append(f"not ordered there again until {when} (cool-down after a failure)")
+    return lines
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:

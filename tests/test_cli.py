@@ -275,3 +275,28 @@ def test_config_check_reports_a_contract_that_can_never_be_met(tmp_path: Path) -
     assert result.returncode == 2
     assert "contracts: contract id 'acme' appears more than once" in result.stderr
     assert "window 1 has no days" in result.stderr
+
+
+def test_explain_shows_a_rolled_back_switch_as_a_failure_with_its_cooldown() -> None:
+    from orchestrator.cli import _lifecycle_lines  # noqa: PLC0415
+
+    lines = _lifecycle_lines(
+        {
+            "desired": "idle",
+            "in_flight": None,
+            "last_switch": {
+                "state": "rolled_back",
+                "failed": True,
+                "workload": "mine:kawpow",
+                "target": "idle",
+                "outcome": "verify failed: 1 process; mine:kawpow runs again",
+            },
+            "cooldown_until_s": 2_000_000_000.0,
+        }
+    )
+    assert lines[0] == "last switch to idle: FAILED, rolled_back; runs mine:kawpow"
+    assert "verify failed" in lines[1]
+    assert lines[2].startswith("not ordered there again until ")
+    flying = {"in_flight": {"workload": "ai:spot", "state": "in_flight", "step": "health"}}
+    assert _lifecycle_lines(flying) == ["switching to ai:spot (in_flight, at health)"]
+    assert _lifecycle_lines({}) == []

@@ -51,6 +51,9 @@ async def test_explain_names_every_candidate_and_the_reason_by_key_and_by_uuid(
         assert central.http is not None
         base = central.http.url
         await eventually(lambda: central.policy.last is not None, what="the first plan")
+        await eventually(
+            lambda: "rig:1" in central.dispatcher.book.facts, what="the agent's answer"
+        )
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/api/v1/gpus/rig:1/explain") as response:
                 assert response.status == 200
@@ -66,6 +69,15 @@ async def test_explain_names_every_candidate_and_the_reason_by_key_and_by_uuid(
         assert view["choice"] == "ai:spot"
         assert view["changed"] is True
         assert view["reason"].startswith("switch to ai:spot")
+        # the GPU's lifecycle: the plan wants ai:spot, which this agent declares no profile
+        # for: the refusal is the switch's end, a failure, and the target cools down
+        lifecycle = view["lifecycle"]
+        assert (lifecycle["desired"], lifecycle["in_flight"]) == ("ai:spot", None)
+        last = lifecycle["last_switch"]
+        assert (last["state"], last["failed"], last["target"]) == ("refused", True, "ai:spot")
+        assert last["workload"] == "idle"
+        assert "unknown profile" in last["outcome"]
+        assert lifecycle["cooldown_until_s"] is not None
         candidates = {c["workload"]: c for c in view["candidates"]}
         assert set(candidates) == {"ai:spot", "mine:kawpow", "idle"}
         # 0.30 $/h x 25 % - 300 W x 0.05 $/kWh, less the switch downtime spread over the horizon

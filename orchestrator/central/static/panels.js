@@ -202,7 +202,7 @@ function decisionText(entry) {
     }
     case "switch":
       return [
-        `${entry.gpu}: ${entry.previous ?? "?"} → ${entry.workload} — ${entry.state}${entry.outcome ? ` (${entry.outcome})` : ""}${entry.step ? `, at ${entry.step}` : ""}`,
+        `${entry.gpu}: ${entry.previous ?? "?"} → ${entry.workload} — ${entry.failed ? "failed: " : ""}${entry.state.replace("_", " ")}${entry.outcome ? ` (${entry.outcome})` : ""}${entry.step ? `, at ${entry.step}` : ""}`,
         entry.reason,
       ];
     case "override.create": {
@@ -221,8 +221,8 @@ function decisionText(entry) {
 
 function decisionClass(entry) {
   if (entry.kind === "switch") {
+    if (entry.failed) return "bad"; // a rollback is a failure, whatever runs afterwards
     if (entry.state === "done") return "ok";
-    if (["failed", "rolled_back", "timeout", "refused"].includes(entry.state)) return "bad";
     return "busy";
   }
   if (entry.kind.startsWith("override")) return "op";
@@ -309,7 +309,31 @@ export function renderExplain(container, view) {
       view.lock && view.lock !== "free" ? ` (${view.lock})` : "",
     ),
     h("p", { class: "reason" }, view.reason),
+    lifecycleLine(view.lifecycle),
     table(`Candidates for ${view.gpu}`, ["candidate", "net", "power", "note"], rows),
+  );
+}
+
+// The GPU's switch in flight, or how its last switch ended (a rollback shows as a failure).
+function lifecycleLine(lifecycle) {
+  if (!lifecycle) return null;
+  const flying = lifecycle.in_flight;
+  if (flying) {
+    const step = flying.step ? `, at ${flying.step}` : "";
+    return h("p", { class: "lifecycle" }, `switching to ${flying.workload}${step}`);
+  }
+  const last = lifecycle.last_switch;
+  if (!last) return null;
+  const cooling = lifecycle.cooldown_until_s
+    ? `; not tried again until ${clock(lifecycle.cooldown_until_s)}`
+    : "";
+  const verdict = last.failed ? "failed: " : "";
+  const target = last.target ? ` to ${last.target}` : "";
+  return h(
+    "p",
+    { class: `lifecycle${last.failed ? " bad" : ""}` },
+    `last switch${target}: ${verdict}${last.state.replace("_", " ")}, runs ${last.workload ?? "unknown"}${cooling}`,
+    last.outcome ? h("span", { class: "why" }, ` (${last.outcome})`) : null,
   );
 }
 
