@@ -177,6 +177,11 @@ class SwitchCommand(_Payload):
 AgentSwitchState = Literal["accepted", "progress", "done", "failed", "rolled_back", "refused"]
 
 
+# how an agent words the failure of a command its own restart cut short: not a fault of the
+# target workload, so serve does not cool the target down for it
+INTERRUPTED_BY_RESTART = "agent restarted during step"
+
+
 class SwitchEvent(_Payload):
     """The agent's word on one command, published on `nodes/<node>/events`.
 

@@ -38,11 +38,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
-from orchestrator.agents.executor import ReportOrder, SwitchExecutor
+from orchestrator.agents.executor import SwitchExecutor
 from orchestrator.agents.gpu import GpuBackend, build_backend
 from orchestrator.agents.gpu.base import WorkloadSettable
 from orchestrator.agents.recovery import recover_slots
-from orchestrator.agents.state import StateStore
+from orchestrator.agents.state import ReportOrder, StateStore
 from orchestrator.agents.switching import GpuSlot, Switcher
 from orchestrator.agents.watchdog import Watchdog
 from orchestrator.agents.workload_health import WorkloadObserver
@@ -253,6 +253,7 @@ class NodeAgent:
             settings=config.executor,
             clock=self.clock,
         )
+        interrupted: list[SwitchEvent] = []  # commands a restart cut short: said at connect
         slots = await recover_slots(
             node=self.node,
             backend=self.backend,
@@ -261,6 +262,8 @@ class NodeAgent:
             profiles=config.profiles,
             remembered_results_per_gpu=config.executor.remembered_results_per_gpu,
             clock=self.clock,
+            order=self.order,
+            interrupted=interrupted,
         )
         self.executor = SwitchExecutor(
             node=self.node,
@@ -275,6 +278,7 @@ class NodeAgent:
             order=self.order,
             on_final=self._snapshot_now.set,
         )
+        self.executor.outbox.extend(interrupted)
         self.watchdog = Watchdog(
             node=self.node,
             executor=self.executor,

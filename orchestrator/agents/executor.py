@@ -38,14 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import structlog
 
-from orchestrator.agents.state import GpuRecord, NodeRecord, StateStore
+from orchestrator.agents.state import GpuRecord, NodeRecord, ReportOrder, StateStore
 from orchestrator.agents.switching import GpuSlot, Outcome, StepError, Switcher
 from orchestrator.config.profiles import ProfileSection, UnknownProfileError, profile_for_workload
 from orchestrator.config.roots import ExecutorSection
@@ -56,23 +55,6 @@ log = structlog.get_logger(__name__)
 
 EventSink = Callable[[SwitchEvent], Awaitable[bool]]  # True when published
 _OUTBOX_SIZE = 1000
-
-
-class ReportOrder:
-    """The agent's own order of what it says: `(boot_s, seq)` on telemetry and events.
-
-    One counter for both, read where a report's content is taken (no await between), so a
-    snapshot numbered before a final event was sampled before the switch ended.
-    """
-
-    def __init__(self, boot_s: float) -> None:
-        self.boot_s = boot_s
-        self._counter = itertools.count(1)
-        self.last = 0
-
-    def next(self) -> int:
-        self.last = next(self._counter)
-        return self.last
 
 
 class SwitchExecutor:

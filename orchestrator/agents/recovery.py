@@ -10,8 +10,10 @@ and never reads "nothing observed yet" as "stop everything". Per GPU:
 - a driver that cannot tell now (dockerd not answering): the handle is kept as it was and
   the workload reported as recorded; the watchdog sees "unknown" and does nothing to it;
 - a command that was in progress when the agent went down (`intent`) is not resumed: it is
-  recorded `failed` ("agent restarted during <step>"), so a replay of it gets that answer
-  and the central dispatcher issues a new command if it still wants the switch;
+  recorded `failed` ("agent restarted during <step>") with what the GPU runs after
+  recovery, so a replay of it gets that answer, and the event is handed back to be
+  published (`interrupted`): the central dispatcher ends the command at once rather than at
+  its timeout, and issues a new one if it still wants the switch;
 - no record at all (first start): adopt what runs. Drivers that can list their workloads
   (`Discoverable`: container labels, process markers) are asked once; on a simulated node the
   fake GPU's workload is adopted through the sim driver when a declared sim profile runs it;
@@ -29,13 +31,13 @@ from typing import Any
 import structlog
 
 from orchestrator.agents.gpu import GpuBackend, WorkloadSettable
-from orchestrator.agents.state import GpuRecord, StateStore
+from orchestrator.agents.state import GpuRecord, ReportOrder, StateStore
 from orchestrator.agents.switching import GpuSlot, StepError, Switcher
 from orchestrator.config.profiles import ProfileSection, UnknownProfileError, profile_for_workload
 from orchestrator.domain import IDLE
 from orchestrator.drivers import Discoverable, GpuRef, Handle, HandleError
 from orchestrator.errors import OrchestratorError, TemporaryError
-from orchestrator.protocol import GpuTelemetry, SwitchEvent
+from orchestrator.protocol import INTERRUPTED_BY_RESTART, GpuTelemetry, SwitchEvent
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +54,13 @@ async def recover_slots(
     profiles: Sequence[ProfileSection],
     remembered_results_per_gpu: int,
     clock: Callable[[], float] = time.time,
+    order: ReportOrder | None = None,
+    interrupted: list[SwitchEvent] | None = None,
 ) -> dict[int, GpuSlot]:
-    """One slot per GPU the backend lists, re-attached to what runs; every record persisted."""
+    """One slot per GPU the backend lists, re-attached to what runs; every record persisted.
+
+    The final events of commands a restart interrupted are appended to `interrupted`,
+    numbered by `order`, for the caller to publish."""
     sample = await asyncio.to_thread(backend.sample)
     records = {gpu.index: store.load_gpu(gpu.index) for gpu in sample}
     discovered: dict[int, Handle] = {}
@@ -67,8 +74,16 @@ async def recover_slots(
             slot = await _adopt(GpuSlot(ref, GpuRecord(gpu.index)), gpu, discovered, switcher)
         else:
             slot = GpuSlot(ref, record)
-            _fail_interrupted(slot, node, remembered_results_per_gpu, clock)
+            intent = record.intent
+            record.intent = None
             await _reattach(slot, discovered, switcher)
+            event = _fail_interrupted(slot, intent, node, clock, order)
+            if event is not None:
+                record.remember(
+                    event.model_dump(by_alias=True, mode="json"), keep=remembered_results_per_gpu
+                )
+                if interrupted is not None:
+                    interrupted.append(event)
         await store.save_gpu(slot.record)
         slots[gpu.index] = slot
         log.debug(
@@ -95,11 +110,17 @@ async def recover_slots(
     return slots
 
 
-def _fail_interrupted(slot: GpuSlot, node: str, keep: int, clock: Callable[[], float]) -> None:
-    intent: dict[str, Any] | None = slot.record.intent
+def _fail_interrupted(
+    slot: GpuSlot,
+    intent: dict[str, Any] | None,
+    node: str,
+    clock: Callable[[], float],
+    order: ReportOrder | None,
+) -> SwitchEvent | None:
+    """The `failed` event of a command the restart interrupted (after re-attaching: it says
+    what the GPU runs now), or None."""
     if intent is None:
-        return
-    slot.record.intent = None
+        return None
     try:
         event = SwitchEvent(
             command_id=str(intent["command_id"]),
@@ -109,14 +130,18 @@ def _fail_interrupted(slot: GpuSlot, node: str, keep: int, clock: Callable[[], f
             workload=str(intent["workload"]),
             state="failed",
             step=str(intent.get("step") or "accepted")[:32],
-            reason=f"agent restarted during step {intent.get('step')!r}; not resumed",
+            reason=f"{INTERRUPTED_BY_RESTART} {intent.get('step')!r}; not resumed",
             at_s=clock(),
+            seq=order.next() if order is not None else None,
+            boot_s=order.boot_s if order is not None else None,
+            actual=slot.record.workload,
+            actual_since_s=slot.record.since_s,
         )
     except (KeyError, ValueError, TypeError) as error:
         log.warning("unreadable interrupted command dropped", gpu=slot.gpu.index, error=str(error))
-        return
-    slot.record.remember(event.model_dump(by_alias=True, mode="json"), keep=keep)
+        return None
     log.warning("command interrupted by a restart recorded failed", command_id=event.command_id)
+    return event
 
 
 async def _reattach(slot: GpuSlot, discovered: dict[int, Handle], switcher: Switcher) -> None:

@@ -26,6 +26,7 @@ the GPU starts as unknown, never as "stopped".
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -44,6 +45,23 @@ STATE_VERSION = 1
 
 class StateDirError(PermanentError):
     """The state directory belongs to another node, or cannot be created."""
+
+
+class ReportOrder:
+    """The agent's own order of what it says: `(boot_s, seq)` on telemetry and events.
+
+    One counter for both, read where a report's content is taken (no await between), so a
+    snapshot numbered before a final event was sampled before the switch ended.
+    """
+
+    def __init__(self, boot_s: float) -> None:
+        self.boot_s = boot_s
+        self._counter = itertools.count(1)
+        self.last = 0
+
+    def next(self) -> int:
+        self.last = next(self._counter)
+        return self.last
 
 
 @dataclass(slots=True)

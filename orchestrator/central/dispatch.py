@@ -48,6 +48,7 @@ from orchestrator.errors import PayloadError
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Plan
 from orchestrator.protocol import (
+    INTERRUPTED_BY_RESTART,
     GpuHealthEvent,
     SwitchCommand,
     SwitchEvent,
@@ -227,7 +228,12 @@ class Dispatcher:
         self._finish(key, state, now_s, outcome=event.reason, facts=facts)
         if state.failure:
             assert command is not None  # noqa: S101  (ours)
-            self.cooldowns[(key, command.workload)] = now_s + self.failure_cooldown_s
+            # a restart of the agent is no fault of the target: no cool-down for it
+            cooldown_s = (
+                0.0 if event.reason.startswith(INTERRUPTED_BY_RESTART) else self.failure_cooldown_s
+            )
+            if cooldown_s:
+                self.cooldowns[(key, command.workload)] = now_s + cooldown_s
             log.warning(
                 "switch rolled back" if state is SwitchState.ROLLED_BACK else "switch failed",
                 gpu=key,
@@ -235,7 +241,7 @@ class Dispatcher:
                 result=state.value,
                 actual=event.actual,
                 reason=event.reason,
-                cooldown_s=self.failure_cooldown_s,
+                cooldown_s=cooldown_s,
             )
 
     # ------------------------------------------------------------------ housekeeping

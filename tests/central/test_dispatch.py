@@ -21,7 +21,7 @@ from orchestrator.config.common import MqttSection
 from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Assignment, Plan
-from orchestrator.protocol import SwitchCommand, SwitchEvent, Topics, encode
+from orchestrator.protocol import INTERRUPTED_BY_RESTART, SwitchCommand, SwitchEvent, Topics, encode
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -428,3 +428,20 @@ async def test_a_late_final_event_still_sets_the_gpu_and_an_older_one_does_not(
         what="the duplicate",
     )
     assert bench.dispatcher.book.facts["rig:3"].order[1] == 20
+
+
+async def test_a_switch_cut_short_by_the_agents_restart_fails_without_a_cooldown(
+    bench: Bench,
+) -> None:
+    """The agent died mid-switch and says so when it is back: the command ends failed at
+    once (not at its timeout), and the target may be ordered again at the next plan."""
+    plan = one_switch("rig:4", "mine:kawpow")
+    await bench.dispatcher.order(plan, entry(1), uuids={})
+    await eventually(lambda: bench.received, what="the command")
+    why = f"{INTERRUPTED_BY_RESTART} 'start'; not resumed"
+    await bench.answer(bench.received[0], "failed", why, seq=1, actual="idle")
+    await eventually(lambda: not bench.dispatcher.in_flight, what="the failure")
+    assert bench.metric("orchestrator_switches_total", result="failed") == 1.0
+    assert not bench.dispatcher.cooling_down("rig:4", "mine:kawpow", bench.clock.now_s)
+    again = await bench.dispatcher.order(plan, entry(2), uuids={})
+    assert [r.workload for r in again] == ["mine:kawpow"]

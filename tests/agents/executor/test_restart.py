@@ -65,7 +65,9 @@ async def test_after_a_restart_the_workload_is_recovered_and_old_commands_are_no
 async def test_a_switch_cut_short_by_a_restart_is_recorded_failed_not_resumed(
     mosquitto: MosquittoBroker,
 ) -> None:
-    """A command in progress when the agent died answers `failed` after the restart."""
+    """A command in progress when the agent died is said `failed` as soon as the agent is
+    back on the broker (serve need not wait for its timeout), with what the GPU runs, and a
+    replay of it gets the same answer."""
     config = agent_config(mosquitto, NODE)
     backend = build_backend(config.gpu, node=NODE)
     gpu0 = state_dir(NodeAgent(config, backend=backend)) / "gpu-0.json"
@@ -88,8 +90,12 @@ async def test_a_switch_cut_short_by_a_restart_is_recorded_failed_not_resumed(
     )
     agent = NodeAgent(config, backend=backend)
     async with central_view(mosquitto, NODE) as view, started(agent):
-        answer = await view.run(interrupted)
-        assert answer.state == "failed"
-        assert answer.step == "start"
-        assert "agent restarted" in answer.reason
+        said = await view.final(interrupted)  # unasked: published at the connection
+        assert (said.state, said.step, said.actual) == ("failed", "start", "idle")
+        assert "agent restarted" in said.reason
+        assert said.seq is not None
+        assert said.boot_s == agent.order.boot_s
+        await view.send(interrupted)
+        answer = await view.final(interrupted, count=2)
+        assert answer == said  # the replay is answered from the record
         assert backend.workload_of(0) == "idle"
