@@ -368,9 +368,6 @@ class Dispatcher:
         """Carry out a plan: the commands it needs and the end of those it supersedes are
         written with the plan in one transaction, before anything is published; then the
         commands are published. Returns them as published (in flight, or unsent)."""
-        for key, assignment in plan.assignments.items():
-            if assignment.workload is not None:
-                self.book.desired[key] = assignment.workload
         prepared, superseded = self._prepare(plan, generation=entry.generation, uuids=uuids)
         if self.store is not None:
             # written before anything is published: a crash from here on forgets nothing.
@@ -386,7 +383,14 @@ class Dispatcher:
                 summary=entry.summary,
                 ended=superseded,
             )
-        return await self._publish(prepared)
+        published = await self._publish(prepared)
+        # after publishing: what the plan wants is for reading, and a plan's first command
+        # should not wait for 10,000 dict writes
+        desired = self.book.desired
+        for key, assignment in plan.assignments.items():
+            if assignment.workload is not None:
+                desired[key] = assignment.workload
+        return published
 
     def _prepare(
         self, plan: Plan, *, generation: int, uuids: Mapping[str, str]
