@@ -261,7 +261,7 @@ def _lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
-    from orchestrator.central.auth import digest, new_token  # noqa: PLC0415
+    from orchestrator.web.auth import digest, new_token  # noqa: PLC0415
 
     token = new_token()
     print(f"token (give it to {args.name}; it is not stored anywhere): {token}")
