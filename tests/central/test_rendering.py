@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator.central.fleet import FleetState, NodeRecord
-from orchestrator.central.policy_loop import PlanRecord
+from orchestrator.central.reader import PlanRecord
 from orchestrator.domain import UNKNOWN, Health, NodeStatus, gpu_key
 from orchestrator.policy.model import Assignment, CandidateValue
 from orchestrator.protocol import (
