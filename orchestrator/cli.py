@@ -117,8 +117,8 @@ def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from orchestrator.central.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
     from orchestrator.sdnotify import Notifier  # noqa: PLC0415
+    from orchestrator.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
 
     config = load_config(args.config, "serve")
     configure_logging(level=config.log.level, fmt=config.log.format)

@@ -2,9 +2,9 @@
 
 It ingests the nodes' telemetry, polls market prices (`orchestrator.markets`), plans with the
 pure planner (`orchestrator.policy`) and dispatches switches. Its HTTP API, metrics and status
-page live one layer up, in `orchestrator.web`, which reads it only through `reader`.
+page live one layer up, in `orchestrator.web`, which reads it only through `reader`; the
+daemon is put together (start and stop order) above both, in `orchestrator.serve`.
 
-- `serve`: the daemon, put together (start and stop order);
 - `ingest` and `fleet`: MQTT messages into the latest snapshot of every node;
 - `observe`: the fleet's telemetry into the planner's `GpuState`s;
 - `policy_loop`: when to plan, planning, and handing the plan to `dispatch`;

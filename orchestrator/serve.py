@@ -1,5 +1,10 @@
 """`serve`: the central daemon, put together.
 
+This is wiring, like `cli` and `demo`: it builds `central`'s parts (store, fleet, ingest,
+policy loop, dispatcher, SLA accrual), the market feeds (`markets`) and the HTTP surface
+(`web`, handed a `ServeReader` and the `OverrideService`), and runs them. It sits above
+both, so `web` reads `central` and `central` never imports `web`.
+
 Start order: the fleet state (loaded), the HTTP listener (healthz answers at once,
 readyz says 503 until ready), then the broker link. Ready means connected to the broker
 with the state loaded. Every long-running task lives in one TaskGroup and is named;
