@@ -101,10 +101,10 @@ async def _bare(port: int, total: int, *, direct: bool = False) -> None:
 
 async def _serve(port: int, total: int, store: str) -> None:
     """The real central daemon, with a side task that watches its ingest counter."""
-    from orchestrator.central.serve import CentralDaemon  # noqa: PLC0415
     from orchestrator.config import parse_config  # noqa: PLC0415
     from orchestrator.lifecycle import tune_garbage_collector  # noqa: PLC0415
     from orchestrator.logs import configure_logging  # noqa: PLC0415
+    from orchestrator.serve import CentralDaemon  # noqa: PLC0415
 
     document = fleetsim.serve_document(
         broker_port=port, http_port=0, store_path=Path(store), market_feeds=fleetsim.STATIC_FEEDS

@@ -42,7 +42,7 @@ names = ["aiohttp", "prometheus-client", "nvidia-ml-py", "pydantic", "pydantic-c
          "pydantic-settings", "structlog", "highspy", "aiomqtt", "paho-mqtt", "amqtt",
          "typing-extensions", "numpy", *([] if fake else ["torch"])]
 print(" ".join(f"{name}=={md.version(name)}" for name in names))
-for module in ["orchestrator.cli", "orchestrator.central.serve", "orchestrator.agents.agent",
+for module in ["orchestrator.cli", "orchestrator.serve", "orchestrator.agents.agent",
                "amqtt.broker", "highspy", "pynvml", *([] if fake else ["torch"])]:
     importlib.import_module(module)
 print("imports ok")

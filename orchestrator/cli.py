@@ -117,8 +117,8 @@ def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from orchestrator.central.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
     from orchestrator.sdnotify import Notifier  # noqa: PLC0415
+    from orchestrator.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
 
     config = load_config(args.config, "serve")
     configure_logging(level=config.log.level, fmt=config.log.format)
@@ -261,7 +261,7 @@ def _lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
-    from orchestrator.central.auth import digest, new_token  # noqa: PLC0415
+    from orchestrator.web.auth import digest, new_token  # noqa: PLC0415
 
     token = new_token()
     print(f"token (give it to {args.name}; it is not stored anywhere): {token}")

@@ -32,7 +32,7 @@ HOW = """\
 - An ordered switch to `idle` left the GPU's desired workload set, so the agent's watchdog
   started the stopped miner again without any order (`agents/switching.py`).
 - The OpenAPI document said `3.0.3` but carried JSON Schema 2020-12 schemas; schemathesis
-  refused it (`central/openapi.py` now says `3.1.0`).
+  refused it (`web/openapi.py` now says `3.1.0`).
 - An `http_json` feed stamped each value with its fetch time, so an upstream that kept
   answering an old price looked fresh and moved GPUs; it now takes `timestamp_path`.
 

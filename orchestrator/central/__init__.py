@@ -1,15 +1,16 @@
 """The central daemon (`orchestrator serve`): one per site.
 
 It ingests the nodes' telemetry, polls market prices (`orchestrator.markets`), plans with the
-pure planner (`orchestrator.policy`), dispatches switches, and serves the HTTP API, metrics
-and status page.
+pure planner (`orchestrator.policy`) and dispatches switches. Its HTTP API, metrics and status
+page live one layer up, in `orchestrator.web`, which reads it only through `reader`; the
+daemon is put together (start and stop order) above both, in `orchestrator.serve`.
 
-- `serve`: the daemon, put together (start and stop order);
 - `ingest` and `fleet`: MQTT messages into the latest snapshot of every node;
 - `observe`: the fleet's telemetry into the planner's `GpuState`s;
 - `policy_loop`: when to plan, planning, and handing the plan to `dispatch`;
 - `dispatch`: planned switches become commands, with acks and retries;
 - `store`: SQLite, the daemon's memory across restarts; `overrides`: operators' pins and drains;
-- `api`, `auth`, `openapi`, `views`, `rendering`, `statuspage`: the HTTP API, bearer tokens and
-  the status page; `metrics` and `plan_metrics`: scrape-time Prometheus gauges.
+- `reader`: `ServeReader`, the read-only door the HTTP surface reads the daemon through;
+- `gpubook`: each GPU's lifecycle line; `sla` and `market_memory`: the SLA ledger's accrual
+  and the remembered prices.
 """

@@ -6,6 +6,9 @@ lifecycle line (`gpubook`), the SLA ledger and the contracts. They never reach i
 policy loop or the dispatcher, so those can change shape without the HTTP layer noticing,
 and nothing the HTTP layer does can change a command or a plan (operators' writes go
 through `OverrideService`, which audits them).
+
+`PlanRecord` (the newest plan as the policy loop keeps it) is re-exported here, so a reader
+of the plan never imports the policy loop itself.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from orchestrator.central.sla import SlaAccrual
 from orchestrator.central.store import CommandRecord
 from orchestrator.policy.model import Contracts
 from orchestrator.policy.sla_ledger import SlaLedger
+
+__all__ = ["PlanRecord", "ServeReader"]
 
 
 @dataclass(frozen=True, slots=True)

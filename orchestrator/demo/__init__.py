@@ -22,11 +22,11 @@ from typing import Any
 import structlog
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.auth import digest, new_token
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.config import AgentConfig, ServeConfig, parse_config
 from orchestrator.demo.broker import embedded_broker, port_accepts
 from orchestrator.domain import ai_workload, mine_workload
+from orchestrator.serve import CentralDaemon
+from orchestrator.web.auth import digest, new_token
 
 log = structlog.get_logger(__name__)
 

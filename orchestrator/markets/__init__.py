@@ -3,7 +3,7 @@
 This is an I/O adapter, like `mqtt` or `httpserver`: it fetches hashprices and power prices
 over HTTP (NiceHash, WhatToMine, Luxor, generic JSON endpoints), replays recorded prices,
 and runs one polling loop per feed with backoff. It reads `orchestrator.config.market` and
-is wired up by the central daemon (`central.serve`, `central.policy_loop`). The pure core in
+is wired up by the central daemon (`orchestrator.serve`, `central.policy_loop`). The pure core in
 `orchestrator.policy` never imports it (an import-linter contract): the policy loop turns a
 `MarketSnapshot` from the book into the planner's plain `Market` values. The backtest does
 not use it either; it reads its own price CSVs.

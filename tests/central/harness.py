@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.config import AgentConfig, ServeConfig, parse_config
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.serve import CentralDaemon
 
 
 def mqtt_section(broker: MosquittoBroker, **extra: Any) -> dict[str, Any]:

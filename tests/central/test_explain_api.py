@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.serve import CentralDaemon
 from tests.central.harness import agent_config, running, serve_config
 from tests.waiting import eventually
 

@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.auth import digest
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.config import ServeConfig
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.serve import CentralDaemon
+from orchestrator.web.auth import digest
 from tests.central.harness import agent_config, running, serve_config
 from tests.waiting import eventually
 

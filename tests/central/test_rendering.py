@@ -13,10 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator.central.fleet import FleetState, NodeRecord
-from orchestrator.central.metrics import FleetMetrics
-from orchestrator.central.plan_metrics import PlanCollector
-from orchestrator.central.policy_loop import PlanRecord
-from orchestrator.central.rendering import LabelCache, StateRenderer, node_head
+from orchestrator.central.reader import PlanRecord
 from orchestrator.domain import UNKNOWN, Health, NodeStatus, gpu_key
 from orchestrator.policy.model import Assignment, CandidateValue
 from orchestrator.protocol import (
@@ -26,6 +23,9 @@ from orchestrator.protocol import (
     NodeTelemetry,
     WorkloadReport,
 )
+from orchestrator.web.metrics import FleetMetrics
+from orchestrator.web.plan_metrics import PlanCollector
+from orchestrator.web.rendering import LabelCache, StateRenderer, node_head
 
 NOW_S = 1_790_000_000.0
 

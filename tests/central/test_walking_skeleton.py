@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.domain import NodeStatus
 from orchestrator.mqtt import MqttLink
@@ -27,6 +26,7 @@ from orchestrator.protocol import (
     Topics,
     encode,
 )
+from orchestrator.serve import CentralDaemon
 from tests.central.harness import agent_config, agent_document, mqtt_section, running, serve_config
 from tests.waiting import eventually
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.central.auth import digest
 from orchestrator.demo.broker import MosquittoBroker, port_accepts
 from orchestrator.protocol import SwitchEvent, decode_event
+from orchestrator.web.auth import digest
 from tests.waiting import eventually_sync
 
 WORKLOAD = Path(__file__).with_name("workload.py")

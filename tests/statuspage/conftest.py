@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 
 from orchestrator.agents.agent import NodeAgent
-from orchestrator.central.auth import digest
-from orchestrator.central.serve import CentralDaemon
 from orchestrator.demo import DemoOptions, demo_configs
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.serve import CentralDaemon
+from orchestrator.web.auth import digest
 from tests.central.harness import running
 from tests.statuspage.browser import Page, chromium
 

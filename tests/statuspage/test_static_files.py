@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from orchestrator.central.auth import TokenChecker, auth_middleware, digest
-from orchestrator.central.statuspage import add_status_page, load_static_files
 from orchestrator.config.common import TokenSection
+from orchestrator.web.auth import TokenChecker, auth_middleware, digest
+from orchestrator.web.statuspage import add_status_page, load_static_files
 from tests.statuspage.browser import chromium
 
-STATIC = Path(__file__).resolve().parents[2] / "orchestrator" / "central" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "orchestrator" / "web" / "static"
 
 
 async def _closed(_request: web.Request) -> web.Response:

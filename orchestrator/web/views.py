@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.central.policy_loop import PlanRecord
-from orchestrator.central.reader import ServeReader
+from orchestrator.central.reader import PlanRecord, ServeReader
 from orchestrator.central.store import CommandRecord
 from orchestrator.markets import Quote
 from orchestrator.policy.model import Contracts

@@ -20,9 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from orchestrator.central.auth import IDENTITY_KEY, TokenChecker, auth_middleware
 from orchestrator.central.fleet import FleetState
-from orchestrator.central.openapi import openapi_document
 from orchestrator.central.overrides import (
     OverrideRejected,
     OverrideRequest,
@@ -30,11 +28,13 @@ from orchestrator.central.overrides import (
     RefusalReason,
 )
 from orchestrator.central.reader import ServeReader
-from orchestrator.central.rendering import StateRenderer
-from orchestrator.central.statuspage import add_status_page
-from orchestrator.central.views import contracts_json, explain_json, lifecycle_json, plan_json
 from orchestrator.domain import FAILURE_STATES, SwitchState
 from orchestrator.httpserver import metrics_handler
+from orchestrator.web.auth import IDENTITY_KEY, TokenChecker, auth_middleware
+from orchestrator.web.openapi import openapi_document
+from orchestrator.web.rendering import StateRenderer
+from orchestrator.web.statuspage import add_status_page
+from orchestrator.web.views import contracts_json, explain_json, lifecycle_json, plan_json
 
 FLEET_KEY = web.AppKey("fleet", FleetState)
 READY_KEY: web.AppKey[Callable[[], dict[str, bool]]] = web.AppKey("ready")

@@ -22,8 +22,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orchestrator.central.reader import ServeReader
-from orchestrator.central.rendering import Family, LabelCache
 from orchestrator.domain import UNKNOWN, GpuKey
+from orchestrator.web.rendering import Family, LabelCache
 
 
 class PlanCollector(Collector):

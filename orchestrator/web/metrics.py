@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 
 from orchestrator.central.fleet import FleetState
-from orchestrator.central.rendering import Family, LabelCache, join
 from orchestrator.domain import UNKNOWN, NodeStatus
+from orchestrator.web.rendering import Family, LabelCache, join
 
 
 class FleetMetrics:

@@ -1,5 +1,10 @@
 """`serve`: the central daemon, put together.
 
+This is wiring, like `cli` and `demo`: it builds `central`'s parts (store, fleet, ingest,
+policy loop, dispatcher, SLA accrual), the market feeds (`markets`) and the HTTP surface
+(`web`, handed a `ServeReader` and the `OverrideService`), and runs them. It sits above
+both, so `web` reads `central` and `central` never imports `web`.
+
 Start order: the fleet state (loaded), the HTTP listener (healthz answers at once,
 readyz says 503 until ready), then the broker link. Ready means connected to the broker
 with the state loaded. Every long-running task lives in one TaskGroup and is named;
@@ -17,15 +22,11 @@ import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
-from orchestrator.central.api import build_app
-from orchestrator.central.auth import TokenChecker
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
 from orchestrator.central.market_memory import MarketMemory
-from orchestrator.central.metrics import FleetMetrics
 from orchestrator.central.overrides import OverrideService
-from orchestrator.central.plan_metrics import PlanCollector
 from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.central.reader import ServeReader
 from orchestrator.central.sla import SlaAccrual
@@ -39,6 +40,10 @@ from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import policy_from_config
 from orchestrator.protocol import Topics
 from orchestrator.sdnotify import Notifier, keep_alive
+from orchestrator.web.api import build_app
+from orchestrator.web.auth import TokenChecker
+from orchestrator.web.metrics import FleetMetrics
+from orchestrator.web.plan_metrics import PlanCollector
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """The built-in status page of `serve`: `/` and its files under `/static/`.
 
 The page is plain HTML, CSS and JavaScript modules shipped as package data in
-`orchestrator/central/static/` (no build step, nothing fetched from elsewhere). It reads the
+`orchestrator/web/static/` (no build step, nothing fetched from elsewhere). It reads the
 same `/api/v1/*` endpoints as any client, with the bearer token an operator types in (kept in
 the tab's sessionStorage), so it needs no privileges of its own: `/` and `/static/*` are
 open, like `/healthz`, and say nothing the API would not.
@@ -58,7 +58,7 @@ def _etags(header: str) -> set[str]:
 def load_static_files() -> dict[str, StaticFile]:
     """Every servable file of the package's `static/` folder, by file name."""
     files = {}
-    folder = resources.files("orchestrator.central").joinpath("static")
+    folder = resources.files("orchestrator.web").joinpath("static")
     for entry in folder.iterdir():
         suffix = "." + entry.name.rpartition(".")[2]
         if not entry.is_file() or suffix not in CONTENT_TYPES:
