@@ -122,6 +122,13 @@ def _dwell_left_s(gpu: GpuState, settings: PlannerSettings, now_s: float) -> flo
     return max(0.0, gpu.since_s + settings.min_dwell_s - now_s)
 
 
+# $/h credited to each GPU that stays, in the solver's objective only (plans report the
+# exact objective): among plans worth the same, the one that moves fewest GPUs wins. Without
+# it two GPUs of one model could swap workloads for nothing when switching costs nothing
+# (a contract that pays 0, no hysteresis margin), and each swap is a model load.
+_STAY_TIE_BREAK = 1e-6
+
+
 class _Problem:
     """The aggregated MILP of one plan, solvable under different tiers."""
 
@@ -180,9 +187,9 @@ class _Problem:
                 (stay_row if kept else -1, 1.0),
             ]
 
-        def cost(option: Option, *, kept: bool) -> float:
+        def cost(option: Option, *, kept: bool, stay: bool = False) -> float:
             if lexicographic_weight is None:
-                return option.own_score_usd_per_hour
+                return option.own_score_usd_per_hour + (_STAY_TIE_BREAK if stay else 0.0)
             return 1.0 if kept else 0.0
 
         stay_columns: list[int] = []  # class index of each stay column
@@ -199,7 +206,11 @@ class _Problem:
             row = group_rows[cls.group]
             option = cls.options[stay]
             milp.add_column(
-                cost(option, kept=kept), lower, size, entries(row, option, kept=kept), integer=True
+                cost(option, kept=kept, stay=True),
+                lower,
+                size,
+                entries(row, option, kept=kept),
+                integer=True,
             )
             stay_columns.append(k)
         for group, k in first_of_group.items():
