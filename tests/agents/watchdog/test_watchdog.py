@@ -171,6 +171,9 @@ async def test_the_watchdog_never_touches_a_gpu_while_it_is_switching(
         await eventually(lambda: executor.busy(0), what="GPU 0 switching")
         assert (await watchdog_of(agent).check_once())[0] == "busy"
         assert (await view.final(slow)).state == "done"
+        # the final event is said while the switch still holds the GPU's lock (its record
+        # written, then announced, then released): wait for the release
+        await eventually(lambda: not executor.busy(0), what="GPU 0 released")
         assert (await watchdog_of(agent).check_once())[0] == "ok"
         assert view.health_events() == []
 
