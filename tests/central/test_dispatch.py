@@ -22,19 +22,12 @@ from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Assignment, Plan
 from orchestrator.protocol import SwitchCommand, SwitchEvent, Topics, encode
+from tests.fakes import Clock
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 TOPICS = Topics("fleet/v1/test")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def one_switch(gpu: str, workload: str, previous: str = "idle") -> Plan:
@@ -103,7 +96,7 @@ class Bench:
 @pytest.fixture
 async def bench(mosquitto: MosquittoBroker) -> AsyncIterator[Bench]:
     settings = MqttSection(host=mosquitto.host, port=mosquitto.port, site="test")
-    clock = Clock()
+    clock = Clock(5_000.0)
     registry = CollectorRegistry()
     received: list[SwitchCommand] = []
     dispatchers: list[Dispatcher] = []
