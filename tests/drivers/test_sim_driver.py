@@ -7,6 +7,7 @@ import time
 import pytest
 
 from orchestrator.agents.gpu.fake import FakeGpuBackend
+from orchestrator.config.profiles import ProfileSection
 from orchestrator.drivers.base import (
     Drainable,
     Driver,
@@ -37,7 +38,7 @@ def power_w(backend: FakeGpuBackend, index: int = 0) -> float:
     return value
 
 
-def ai_profile(**sim: object) -> object:
+def ai_profile(**sim: object) -> ProfileSection:
     return make_profile(
         id="llama", kind="ai", algorithm=None, expected_hashrate_hs=None, sim=dict(sim)
     )
