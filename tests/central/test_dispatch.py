@@ -269,6 +269,7 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
     for link in (bench.dispatcher.link, bench.agent):
         paho = link._client._client  # type: ignore[union-attr]
         sock = paho.socket()
+        assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
@@ -280,7 +281,7 @@ async def _crash_after_writing(dispatcher: Dispatcher, plan: Plan, generation: i
     """`order` a plan and die before anything is published: what the store then holds is
     what a restart finds."""
 
-    async def die(_records: list[CommandRecord]) -> list[CommandRecord]:
+    async def die(records: list[CommandRecord]) -> list[CommandRecord]:
         raise CrashError
 
     real = dispatcher._publish

@@ -33,7 +33,7 @@ from orchestrator.central.dispatch import Dispatcher, PlanEntry
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
 from orchestrator.central.store import Store
-from orchestrator.domain import IDLE, SwitchState
+from orchestrator.domain import IDLE, Health, SwitchState
 from orchestrator.policy.model import Assignment, Plan
 from orchestrator.protocol import (
     GpuTelemetry,
@@ -98,7 +98,7 @@ class Agent:
                 index=index,
                 uuid=f"GPU-{index}",
                 name="NVIDIA A100",
-                health="ok",
+                health=Health.OK,
                 workload=(
                     WorkloadReport(workload=workload, since_s=self.since[index])
                     if workload is not None

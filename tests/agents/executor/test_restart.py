@@ -86,6 +86,7 @@ async def test_a_switch_cut_short_by_a_restart_is_recorded_failed_not_resumed(
             }
         )
     )
+    assert isinstance(backend, FakeGpuBackend)
     agent = NodeAgent(config, backend=backend)
     async with central_view(mosquitto, NODE) as view, started(agent):
         answer = await view.run(interrupted)
