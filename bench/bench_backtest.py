@@ -21,7 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.backtest.engine import FleetGroup, make_scenario, run_strategy  # noqa: E402
+from orchestrator.backtest.engine import (  # noqa: E402
+    FleetGroup,
+    Scenario,
+    make_scenario,
+    run_strategy,
+)
 from orchestrator.backtest.prices import at_steps, read_price_csv  # noqa: E402
 from orchestrator.backtest.report import format_table  # noqa: E402
 from orchestrator.backtest.strategies import default_strategies  # noqa: E402
@@ -48,7 +53,7 @@ MODELS = {  # model: (memory GiB, share of the fleet, ethash-like H/s, kawpow-li
 }
 
 
-def build(n_gpus: int, hours: int, power_cap_kw: float | None, seed: int = 8):
+def build(n_gpus: int, hours: int, power_cap_kw: float | None, seed: int = 8) -> Scenario:
     rng = random.Random(seed)  # noqa: S311  (reproducible prices, not a secret)
     profiles = tuple(
         MiningProfile(

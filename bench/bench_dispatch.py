@@ -40,7 +40,7 @@ class Observer:
             ready.set()
             async for message in client.messages:
                 now_s = time.time()
-                body = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                body = json.loads(bytes(message.payload))
                 if str(message.topic).endswith("/commands"):
                     self.issued.setdefault(body["command_id"], body["issued_at_s"])
                 elif body.get("state") == "accepted":

@@ -153,7 +153,7 @@ def _line(process: subprocess.Popen[str]) -> dict[str, Any]:
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
-        raise RuntimeError(f"child {process.args} ended without a result")
+        raise RuntimeError(f"child {process.args!r} ended without a result")
     result: dict[str, Any] = json.loads(line)
     return result
 

@@ -22,19 +22,12 @@ from orchestrator.demo.broker import MosquittoBroker
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Assignment, Plan
 from orchestrator.protocol import INTERRUPTED_BY_RESTART, SwitchCommand, SwitchEvent, Topics, encode
+from tests.fakes import Clock
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 TOPICS = Topics("fleet/v1/test")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def one_switch(gpu: str, workload: str, previous: str = "idle") -> Plan:
@@ -103,7 +96,7 @@ class Bench:
 @pytest.fixture
 async def bench(mosquitto: MosquittoBroker) -> AsyncIterator[Bench]:
     settings = MqttSection(host=mosquitto.host, port=mosquitto.port, site="test")
-    clock = Clock()
+    clock = Clock(5_000.0)
     registry = CollectorRegistry()
     received: list[SwitchCommand] = []
     dispatchers: list[Dispatcher] = []
@@ -276,6 +269,7 @@ async def test_links_send_small_packets_without_waiting_for_the_peers_ack(bench:
     for link in (bench.dispatcher.link, bench.agent):
         paho = link._client._client  # type: ignore[union-attr]
         sock = paho.socket()
+        assert isinstance(sock, socket.socket)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
@@ -287,7 +281,7 @@ async def _crash_after_writing(dispatcher: Dispatcher, plan: Plan, generation: i
     """`order` a plan and die before anything is published: what the store then holds is
     what a restart finds."""
 
-    async def die(_records: list[CommandRecord]) -> list[CommandRecord]:
+    async def die(records: list[CommandRecord]) -> list[CommandRecord]:
         raise CrashError
 
     real = dispatcher._publish

@@ -49,7 +49,9 @@ async def test_a_deposed_leaders_commands_are_refused_by_the_agent(
         stale = await view.run(command(NODE, 0, "idle", generation=generation_a + 1))
         assert stale.state == "refused"
         assert f"generation {generation_a + 1} is older than {generation_b}" in stale.reason
-        assert view.gpu(0) is not None
-        assert view.gpu(0).workload.workload == "mine:miner-a"  # nothing ran
+        gpu0 = view.gpu(0)
+        assert gpu0 is not None
+        assert gpu0.workload is not None
+        assert gpu0.workload.workload == "mine:miner-a"  # nothing ran
     leader_a.close()
     leader_b.close()

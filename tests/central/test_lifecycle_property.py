@@ -33,7 +33,7 @@ from orchestrator.central.dispatch import Dispatcher, PlanEntry
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
 from orchestrator.central.store import Store
-from orchestrator.domain import IDLE, SwitchState
+from orchestrator.domain import IDLE, Health, SwitchState
 from orchestrator.policy.model import Assignment, Plan
 from orchestrator.protocol import (
     GpuTelemetry,
@@ -44,6 +44,7 @@ from orchestrator.protocol import (
     WorkloadReport,
     encode,
 )
+from tests.fakes import Clock
 
 NODE = "rig"
 GPUS = 3
@@ -51,14 +52,6 @@ SLA = "ai:reserved"
 WORKLOADS = (IDLE, "mine:kawpow", "ai:spot", SLA)
 TOPICS = Topics("fleet/v1/prop")
 Order = tuple[float, int]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 class Wire:
@@ -105,7 +98,7 @@ class Agent:
                 index=index,
                 uuid=f"GPU-{index}",
                 name="NVIDIA A100",
-                health="ok",
+                health=Health.OK,
                 workload=(
                     WorkloadReport(workload=workload, since_s=self.since[index])
                     if workload is not None
@@ -152,7 +145,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.tmp = TemporaryDirectory()
         self.store = Store(Path(self.tmp.name) / "serve.sqlite3")
         self.loop = asyncio.new_event_loop()
-        self.clock = Clock()
+        self.clock = Clock(10_000.0)
         self.wire = Wire()
         self.agent = Agent()
         self.in_transit: list[Sent] = []

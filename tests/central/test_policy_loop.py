@@ -33,6 +33,7 @@ from orchestrator.protocol import (
     WorkloadReport,
     encode,
 )
+from tests.fakes import Clock
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -72,14 +73,6 @@ POLICY = PolicySection.model_validate(
         },
     }
 )
-
-
-class Clock:
-    def __init__(self, now_s: float) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def quote(key: str, value: float, now_s: float) -> Quote:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from orchestrator.demo.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "orchestrator.json"
@@ -128,13 +129,6 @@ def alert_queries() -> list[Query]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _get_json(url: str) -> Any:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  (loopback http)
@@ -195,7 +189,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "prometheus is not installed: apt-get install --no-install-recommends prometheus"
         )
     tmp = tmp_path_factory.mktemp("prometheus")
-    demo_port, prometheus_port = _free_port(), _free_port()
+    demo_port, prometheus_port = free_port(), free_port()
     demo_log = (tmp / "demo.log").open("wb")
     demo = subprocess.Popen(
         [

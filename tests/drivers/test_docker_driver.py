@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.profiles import ProfileSection
 from orchestrator.drivers.base import (
     Discoverable,
     Driver,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 def container_profile(
     socket_path: Path, *, cmd: list[str], gpu_request: bool = False, **docker: object
-) -> object:
+) -> ProfileSection:
     return make_profile(
         id="llama",
         kind="ai",
@@ -65,7 +66,7 @@ async def driver(dockerd: Dockerd, docker_cleanup: None) -> AsyncIterator[Docker
 
 
 async def until_exited(
-    driver: DockerDriver, handle: object, timeout_s: float = 10
+    driver: DockerDriver, handle: Handle, timeout_s: float = 10
 ) -> WorkloadStatus:
     deadline = time.monotonic() + timeout_s
     while True:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.profiles import ProfileSection
 from orchestrator.drivers.base import (
     Discoverable,
     Driver,
@@ -26,7 +27,7 @@ from tests.drivers.conftest import GPU0, GPU1, WORKLOAD_STUB, make_profile, spec
 HEALTH = {"miner_api": "trex", "url": "http://127.0.0.1:4067"}
 
 
-def stub_profile(*flags: str, gpu_selection: str = "uuid") -> object:
+def stub_profile(*flags: str, gpu_selection: str = "uuid") -> ProfileSection:
     return make_profile(
         driver="process",
         sim=None,

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from orchestrator.agents.gpu.fake import FakeGpuBackend
+from orchestrator.config.profiles import ProfileSection
 from orchestrator.drivers.base import (
     Drainable,
     Driver,
@@ -16,25 +17,16 @@ from orchestrator.drivers.base import (
 )
 from orchestrator.drivers.sim import SimDriver
 from tests.drivers.conftest import GPU0, make_profile, spec_for
-
-
-class FakeClock:
-    """Unix seconds that only move when a test says so."""
-
-    def __init__(self) -> None:
-        self.now_s = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now_s
+from tests.fakes import Clock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def backend(clock: FakeClock) -> FakeGpuBackend:
+def backend(clock: Clock) -> FakeGpuBackend:
     gpus = FakeGpuBackend(node="node-a", gpus=2, models=["rtx-3090"], noise_fraction=0, clock=clock)
     gpus.open()
     return gpus
@@ -46,14 +38,14 @@ def power_w(backend: FakeGpuBackend, index: int = 0) -> float:
     return value
 
 
-def ai_profile(**sim: object) -> object:
+def ai_profile(**sim: object) -> ProfileSection:
     return make_profile(
         id="llama", kind="ai", algorithm=None, expected_hashrate_hs=None, sim=dict(sim)
     )
 
 
 async def test_a_miner_shows_hashrate_after_its_start_delay_and_power_follows(
-    backend: FakeGpuBackend, clock: FakeClock
+    backend: FakeGpuBackend, clock: Clock
 ) -> None:
     """Start returns at once; hashrate appears after the (scaled) delay; the fake GPU draws."""
     driver = SimDriver(backend=backend, time_scale=0.02, clock=clock)  # 5 s -> 100 ms
@@ -80,7 +72,7 @@ async def test_a_miner_shows_hashrate_after_its_start_delay_and_power_follows(
 
 
 async def test_an_inference_server_loads_slowly_and_drains(
-    backend: FakeGpuBackend, clock: FakeClock
+    backend: FakeGpuBackend, clock: Clock
 ) -> None:
     """AI: not ready during the model load; drain stops admitting, bounded by its timeout."""
     driver = SimDriver(backend=backend, time_scale=0.002, clock=clock)  # 60 s -> 120 ms

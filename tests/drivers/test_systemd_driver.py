@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.profiles import ProfileSection
 from orchestrator.drivers.base import (
     Driver,
     DriverUnavailableError,
@@ -21,7 +22,9 @@ from tests.drivers.conftest import GPU1, make_profile, spec_for
 HEALTH = {"miner_api": "lolminer", "url": "http://127.0.0.1:{port}"}
 
 
-def unit_profile(template: str = "miner@{gpu_index}.service", *, user: bool = False) -> object:
+def unit_profile(
+    template: str = "miner@{gpu_index}.service", *, user: bool = False
+) -> ProfileSection:
     return make_profile(
         driver="systemd",
         sim=None,

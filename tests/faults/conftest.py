@@ -27,14 +27,10 @@ _RESULTS: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A plain mosquitto that a test may stop and start again on the same port."""
-    if find_mosquitto() is None:
-        pytest.fail("mosquitto is not installed: scripts/test.sh installs it when run as root")
-    broker = MosquittoBroker(tmp_path / "mosquitto")
-    broker.start_sync()
-    yield broker
-    broker.stop_sync()
+def broker(mosquitto: MosquittoBroker) -> MosquittoBroker:
+    """The shared `mosquitto` fixture, under the name this suite gives it: a plain broker
+    that a test may stop and start again on the same port."""
+    return mosquitto
 
 
 @pytest.fixture

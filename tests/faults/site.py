@@ -499,8 +499,8 @@ def duplicate_parts(site: Site, events: EventLog) -> dict[str, int]:
     per_decision: dict[tuple[Any, ...], int] = {}
     ordered: dict[tuple[str, str], int] = {}
     for row in commands:
-        key = (row[1], row[2], row[3])
-        per_decision[key] = per_decision.get(key, 0) + 1
+        decision = (row[1], row[2], row[3])
+        per_decision[decision] = per_decision.get(decision, 0) + 1
         ordered[(row[2], row[3])] = ordered.get((row[2], row[3]), 0) + 1
     twice_in_one_plan = sum(count - 1 for count in per_decision.values() if count > 1)
     starts: dict[tuple[str, str], int] = {}

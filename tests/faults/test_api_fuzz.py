@@ -6,9 +6,9 @@ report, so the counts cover each request, not only the failing ones."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 def fuzz(site: Site, workdir: Path, token: str | None, *, max_time_s: int) -> list[tuple[str, int]]:
     """One schemathesis run; (method, status) of every request it made."""
-    st = shutil.which("st", path=str(Path(os.sys.executable).parent)) or shutil.which("st")
+    st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     if st is None:
         pytest.fail("schemathesis is not installed: pip install -e '.[dev]'")
     har = workdir / f"{'anonymous' if token is None else token[:12]}.har"

@@ -11,6 +11,7 @@ import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.faults.conftest import record
 from tests.faults.site import PREFIX, EventLog, Site, ai_stopped_without_order, duplicate_switches
@@ -66,7 +67,7 @@ def fuzzed_payloads(count: int) -> list[tuple[str, bytes]]:
 
 
 def publish_all(site: Site, messages: list[tuple[str, bytes]]) -> None:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="fuzzer")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="fuzzer")
     client.connect(site.broker.host, site.broker.port)
     client.loop_start()
     try:

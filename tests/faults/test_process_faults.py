@@ -83,17 +83,20 @@ def _starts(site: Site) -> int:
 async def _send_stale_commands(broker: MosquittoBroker, node: str) -> list[SwitchCommand]:
     """An older-generation and an expired command for AI GPU 0, as a replay would bring."""
     now_s = time.time()
-    common = {"node": node, "gpu_index": 0, "workload": MINE, "reason": "stale replay"}
-    stale = [
-        SwitchCommand(
-            command_id=uuid.uuid4().hex, generation=0, issued_at_s=now_s,
-            expires_at_s=now_s + 60, **common,
-        ),
-        SwitchCommand(
-            command_id=uuid.uuid4().hex, generation=10**9, issued_at_s=now_s - 120,
-            expires_at_s=now_s - 60, **common,
-        ),
-    ]  # fmt: skip
+
+    def replayed(generation: int, issued_at_s: float, expires_at_s: float) -> SwitchCommand:
+        return SwitchCommand(
+            command_id=uuid.uuid4().hex,
+            generation=generation,
+            node=node,
+            gpu_index=0,
+            workload=MINE,
+            issued_at_s=issued_at_s,
+            expires_at_s=expires_at_s,
+            reason="stale replay",
+        )
+
+    stale = [replayed(0, now_s, now_s + 60), replayed(10**9, now_s - 120, now_s - 60)]
     link = MqttLink(MqttSection(host=broker.host, port=broker.port, site=SITE), client_id="replay")
     async with _linked(link):
         for command in stale:

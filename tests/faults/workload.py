@@ -38,7 +38,13 @@ def _record(ledger: Path, event: str, args: argparse.Namespace) -> None:
 
 def _trex_summary(pci_bus_id: str) -> dict[str, object]:
     bus = int(pci_bus_id.split(":")[1], 16)
-    gpu = {"device_id": 0, "gpu_id": 0, "hashrate": 25e6, "pci_bus": bus, "pci_domain": 0}
+    gpu: dict[str, object] = {
+        "device_id": 0,
+        "gpu_id": 0,
+        "hashrate": 25e6,
+        "pci_bus": bus,
+        "pci_domain": 0,
+    }
     gpu["shares"] = {"accepted_count": 1, "rejected_count": 0, "invalid_count": 0}
     return {
         "algorithm": "kawpow",

@@ -88,6 +88,7 @@ async def test_a_switch_cut_short_by_a_restart_is_recorded_failed_not_resumed(
             }
         )
     )
+    assert isinstance(backend, FakeGpuBackend)
     agent = NodeAgent(config, backend=backend)
     async with central_view(mosquitto, NODE) as view, started(agent):
         said = await view.final(interrupted)  # unasked: published at the connection

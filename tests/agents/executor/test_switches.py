@@ -11,6 +11,7 @@ import time
 from orchestrator.agents.agent import NodeAgent
 from orchestrator.agents.gpu import FakeGpuBackend
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.protocol import SwitchEvent
 from tests.agents.executor.rig import (
     StartCounter,
     agent_config,
@@ -23,7 +24,7 @@ from tests.waiting import eventually
 NODE = "rig-x"
 
 
-def steps(view_events: list, state: str = "progress") -> list[str | None]:
+def steps(view_events: list[SwitchEvent], state: str = "progress") -> list[str | None]:
     return [e.step for e in view_events if e.state == state]
 
 

@@ -24,22 +24,9 @@ from orchestrator.protocol import (
     decode_telemetry,
     encode,
 )
+from tests.fakes import START_S, Clock
 
 GIB = 1024**3
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A hand-driven clock, so tests decide how much time passes."""
-
-    def __init__(self, now_s: float = T0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
 
 
 def backend(
@@ -313,7 +300,7 @@ def test_backend_protocols_and_lifecycle() -> None:
         fake.sample()
     fake.open()
     assert fake.driver_version() is not None
-    fake.set_workload(1, "ai:acme", since_s=T0)
+    fake.set_workload(1, "ai:acme", since_s=START_S)
     assert fake.workload_of(1) == "ai:acme"
     fake.close()
     with pytest.raises(RuntimeError):
@@ -326,7 +313,7 @@ def test_a_full_node_fits_the_wire_protocol() -> None:
     snapshot = NodeTelemetry(
         node="rig-01",
         seq=1,
-        sent_at_s=T0,
+        sent_at_s=START_S,
         agent_version="0.1.0",
         nvml_backend=fake.name,
         driver_version=fake.driver_version(),
