@@ -311,3 +311,17 @@ def test_every_gpu_gets_a_candidate_table_best_first() -> None:
     nets = [row.net_usd_per_hour for row in table]
     assert nets == sorted(nets, reverse=True)
     assert next(r for r in table if r.workload == "mine:kawpow").note == "current"
+
+
+def test_when_nothing_pays_for_a_switch_no_gpu_moves() -> None:
+    """Everything worth the same (a reserved contract at rate 0, power free, no margin, no
+    dwell): the plan keeps every GPU where it is instead of swapping two of them between
+    mining and the contract, which would cost the contract a model load for nothing."""
+    settings = replace(SETTINGS, hysteresis_margin_usd_per_gpu_hour=0.0, min_dwell_s=0.0)
+    fleet = [gpu(0, "mine:kawpow"), gpu(1, "ai:acme"), gpu(2, "mine:kawpow"), gpu(3, "idle")]
+    free = Market({"kawpow": 0.0}, 0.0)
+    result = run(fleet, free, Contracts(reserved=(reserved(1, rate=0.0),)), settings=settings)
+    assert result.switches == 0
+    assert {k: a.workload for k, a in result.assignments.items()} == {
+        g.key: g.current_workload for g in fleet
+    }
