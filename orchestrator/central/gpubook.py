@@ -13,6 +13,10 @@ The actual workload is the newest thing the agent said, by the agent's order
 (`(boot_s, seq)`, `protocol`'s note on ordering), not by arrival: a final event moves it at
 once, and telemetry numbered before that event (sampled before the switch ended, however
 late it arrives) is not used for planning; telemetry numbered after it is the truth again.
+Numbers are compared within one run of the agent (one `boot_s`) only. Across runs the
+later arrival wins: a restarted agent is the truth about its GPUs from its first report,
+even when its clock stepped back across the reboot (a node that boots before its clock is
+synchronised), and a dead agent's last messages arrive before its successor connects.
 Telemetry confirms; it never ends a command (only the agent's final event or a timeout
 does: `dispatch`).
 
@@ -103,7 +107,7 @@ class GpuBook:
         """Take a final event's word as the GPU's actual state, unless the agent has said
         something later already (a duplicate or an event overtaken in delivery)."""
         known = self.facts.get(key)
-        if known is not None and fact.order <= known.order:
+        if known is not None and known.order[0] == fact.order[0] and fact.order <= known.order:
             return False
         self.facts[key] = fact
         return True
@@ -114,6 +118,6 @@ class GpuBook:
         """What GPU `key` runs, given a telemetry reading numbered `order`: the reading,
         unless the GPU's last final event was said after it."""
         fact = self.facts.get(key)
-        if fact is not None and order < fact.order:
+        if fact is not None and order[0] == fact.order[0] and order < fact.order:
             return fact.workload, fact.since_s
         return workload, since_s

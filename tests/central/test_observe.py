@@ -129,3 +129,8 @@ def test_a_snapshot_numbered_before_the_last_final_event_is_passed_over() -> Non
     assert gpu.current_workload == IDLE
     # the same event again (or an older one) does not move the GPU back
     assert not book.record_final("rig:0", fact)
+    # a node rebooted before its clock was synchronised: its boot_s is earlier than the
+    # fact's, yet a new run of the agent is the truth from its first report
+    skewed = fleet_of(snapshot([(IDLE, None)], seq=1, boot_s=0.5))
+    (gpu,) = observer.observe(skewed, now_s=NOW_S, book=book)
+    assert gpu.current_workload == IDLE
