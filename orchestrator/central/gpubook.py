@@ -13,10 +13,13 @@ The actual workload is the newest thing the agent said, by the agent's order
 (`(boot_s, seq)`, `protocol`'s note on ordering), not by arrival: a final event moves it at
 once, and telemetry numbered before that event (sampled before the switch ended, however
 late it arrives) is not used for planning; telemetry numbered after it is the truth again.
-Numbers are compared within one run of the agent (one `boot_s`) only. Across runs the
-later arrival wins: a restarted agent is the truth about its GPUs from its first report,
-even when its clock stepped back across the reboot (a node that boots before its clock is
-synchronised), and a dead agent's last messages arrive before its successor connects.
+Numbers are compared within one run of the agent (one `boot_s`) only. Across runs, a
+newer final event replaces an older one as it arrives, and a snapshot from another run than
+the GPU's last final event is taken as it is: a restarted agent is the truth about its GPUs
+from its first report (which it publishes at its connection), even when its clock stepped
+back across the reboot (a node that boots before its clock is synchronised). The gap: a
+restarted agent's first snapshot lost, and a switch ending before its next one, leaves
+serve on the previous run's last snapshot for up to one telemetry interval.
 Telemetry confirms; it never ends a command (only the agent's final event or a timeout
 does: `dispatch`).
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from random import Random
 from tempfile import TemporaryDirectory
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from prometheus_client import CollectorRegistry
 
 from orchestrator.central.dispatch import Dispatcher, PlanEntry
@@ -185,16 +184,13 @@ class Lifecycle(RuleBasedStateMachine):
     def agent_samples(self) -> None:
         self.in_transit.append(self.agent.snapshot(self.clock.now_s))
 
-    # no preconditions: rules with one are drawn far less often (hypothesis retries and
-    # gives up on them), and these two are the ones the interesting interleavings need
+    @precondition(lambda self: bool(self.wire.commands))
     @rule(
         pick=st.integers(min_value=0, max_value=50),
         outcome=st.sampled_from(["done", "rolled_back", "failed", "refused"]),
         sample_mid_switch=st.booleans(),
     )
     def agent_runs_a_command(self, pick: int, outcome: str, sample_mid_switch: bool) -> None:
-        if not self.wire.commands:
-            return
         command = self.wire.commands.pop(pick % len(self.wire.commands))
         index = command.gpu_index
         agent = self.agent
@@ -212,28 +208,25 @@ class Lifecycle(RuleBasedStateMachine):
             self.rolled_back.add(command.command_id)
         self.in_transit.append(agent.event(command, outcome, self.clock.now_s, "model"))
 
-    @rule(lose=st.booleans(), dice=st.integers(0, 5))
-    def agent_restarts(self, lose: bool, dice: int) -> None:
-        """What the old run said is delivered (in any order) or lost before the new run
-        connects: the broker has nothing of a dead client's left to deliver after its
-        successor's first message. (One draw in six restarts: restarts clear the messages
-        in flight, and the interleavings worth finding need some.)"""
-        if dice:
-            return
+    @rule(lose=st.booleans())
+    def agent_restarts(self, lose: bool) -> None:
+        """What the old run said is delivered or lost before the new run connects (the
+        broker has nothing of a dead client's left after its successor's first message),
+        and the new run's first snapshot, published at its connection, arrives first."""
         old, self.in_transit = self.in_transit, []
-        if not lose:
-            for sent in reversed(old):
-                self.in_transit.append(sent)
-                self.deliver(0, twice=False)
+        for sent in [] if lose else reversed(old):
+            self.in_transit.append(sent)
+            self.deliver(0, twice=False)
         self.agent.boot_s += 100.0
         self.agent.seq = 0
+        self.in_transit.append(self.agent.snapshot(self.clock.now_s))
+        self.deliver(0, twice=False)
 
     # ------------------------------------------------------------------ the broker
 
+    @precondition(lambda self: bool(self.in_transit))
     @rule(pick=st.integers(min_value=0, max_value=50), twice=st.booleans())
     def deliver(self, pick: int, twice: bool) -> None:
-        if not self.in_transit:
-            return
         sent = self.in_transit[pick % len(self.in_transit)]
         if not twice:
             self.in_transit.remove(sent)
@@ -258,15 +251,6 @@ class Lifecycle(RuleBasedStateMachine):
                         before.gpu, before.workload, self.clock.now_s
                     )
 
-    @rule(rng=st.randoms(use_true_random=False))
-    def deliver_everything_shuffled(self, rng: Random) -> None:
-        """A burst: all that is in flight arrives, in any order."""
-        pending, self.in_transit = self.in_transit, []
-        rng.shuffle(pending)
-        for sent in pending:
-            self.in_transit.append(sent)
-            self.deliver(0, twice=False)
-
     @staticmethod
     def _newest(
         seen: dict[int, tuple[Order, str | None]], index: int, order: Order, workload: str | None
@@ -281,10 +265,9 @@ class Lifecycle(RuleBasedStateMachine):
         self.clock.now_s += seconds
         self.dispatcher.expire_overdue()
 
-    @rule(dice=st.integers(0, 5))
-    def serve_restarts(self, dice: int) -> None:
-        if not dice:  # one draw in six, as for the agent
-            self._start_serve()
+    @rule()
+    def serve_restarts(self) -> None:
+        self._start_serve()
 
     @rule(wanted=st.lists(st.sampled_from(WORKLOADS), min_size=GPUS, max_size=GPUS))
     def plan(self, wanted: list[str]) -> None:
@@ -328,25 +311,6 @@ class Lifecycle(RuleBasedStateMachine):
             index = int(command.gpu.rpartition(":")[2])
             assert self._truth(index) != SLA, f"{command.gpu} moved off the reserved contract"
 
-    @rule(
-        outcome=st.sampled_from(["done", "rolled_back", "failed", "refused"]),
-        mid_switch=st.booleans(),
-        sample=st.booleans(),
-        picks=st.lists(st.integers(min_value=0, max_value=50), max_size=4),
-        wanted=st.lists(st.sampled_from(WORKLOADS), min_size=GPUS, max_size=GPUS),
-    )
-    def a_busy_second(
-        self, outcome: str, mid_switch: bool, sample: bool, picks: list[int], wanted: list[str]
-    ) -> None:
-        """Several things at once, as on a live site: the agent ends a switch (and maybe
-        samples), a few messages arrive in any order, and serve plans."""
-        self.agent_runs_a_command(0, outcome, mid_switch)
-        if sample:
-            self.agent_samples()
-        for pick in picks:
-            self.deliver(pick, twice=False)
-        self.plan(wanted)
-
     def _truth(self, index: int) -> str | None:
         """The newest word serve has received about GPU `index`, by the agent's order."""
         candidates = [
@@ -372,8 +336,8 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 Lifecycle.TestCase.settings = settings(
-    max_examples=100,
-    stateful_step_count=50,
+    max_examples=60,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
