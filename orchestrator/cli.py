@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("gpu", help="node:index or the GPU's NVML UUID")
     explain.add_argument("--url", default="http://127.0.0.1:9850")
     explain.add_argument("--json", action="store_true", help="print the raw JSON")
+    _token_arguments(explain)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -100,7 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="the fleet as the central daemon sees it")
     status.add_argument("--url", default="http://127.0.0.1:9850")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    _token_arguments(status)
     return parser
+
+
+TOKEN_ENV = "ORCHESTRATOR_TOKEN"  # noqa: S105  (the variable's name, not a token)
+
+
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help=f"a file holding the API token (else ${TOKEN_ENV}; needed when serve has tokens)",
+    )
+
+
+def _api_token(args: argparse.Namespace) -> str | None:
+    """The bearer token for `serve`'s API: `--token-file`, else $ORCHESTRATOR_TOKEN, else none.
+
+    Never a command-line value: a token in argv is readable by every user through ps."""
+    if args.token_file is not None:
+        return args.token_file.read_text(encoding="utf-8").strip() or None
+    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -195,9 +219,12 @@ def cmd_miner_read(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _get_json(url: str) -> tuple[int, Any]:
+def _get_json(url: str, token: str | None = None) -> tuple[int, Any]:
     """GET a JSON document; (status, body), or raise OSError when nothing answered."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (operator URL)
             return response.status, json.load(response)
@@ -208,15 +235,37 @@ def _get_json(url: str) -> tuple[int, Any]:
             return error.code, {"error": error.reason}
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    url = f"{args.url.rstrip('/')}/api/v1/gpus/{urllib.parse.quote(args.gpu, safe=':')}/explain"
+def _read_api(url: str, args: argparse.Namespace) -> Any:
+    """The JSON body of a 200 answer, or None after saying on stderr why there is none."""
     try:
-        status, view = _get_json(url)
+        token = _api_token(args)
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"cannot read the token file {args.token_file}: {error}", file=sys.stderr)
+        return None
+    try:
+        status, body = _get_json(url, token)
     except (OSError, ValueError) as error:
         print(f"cannot read {url}: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    if status != 200:
-        print(f"error: {view.get('error')}: {view.get('detail', '')}", file=sys.stderr)
+        return None
+    if status == 200:
+        return body
+    said = body.get("error") if isinstance(body, dict) else None
+    detail = body.get("detail", "") if isinstance(body, dict) else ""
+    suffix = f": {detail}" if detail else ""
+    print(f"error: HTTP {status}: {said or body}{suffix}", file=sys.stderr)
+    if status == 401:
+        print(
+            f"this serve requires a token: put one in ${TOKEN_ENV} or pass --token-file "
+            "(`orchestrator token new` makes one)",
+            file=sys.stderr,
+        )
+    return None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    url = f"{args.url.rstrip('/')}/api/v1/gpus/{urllib.parse.quote(args.gpu, safe=':')}/explain"
+    view = _read_api(url, args)
+    if view is None:
         return EXIT_FAILURE
     if args.json:
         print(json.dumps(view, indent=2))
@@ -275,10 +324,8 @@ def cmd_token_new(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/api/v1/state"
-    try:
-        _, state = _get_json(url)
-    except (OSError, ValueError) as error:
-        print(f"cannot read {url}: {error}", file=sys.stderr)
+    state = _read_api(url, args)
+    if state is None:
         return EXIT_FAILURE
     if args.json:
         print(json.dumps(state, indent=2))

@@ -20,13 +20,16 @@ from orchestrator.demo.broker import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def orchestrator(*args: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+def orchestrator(
+    *args: str, timeout_s: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -188,11 +191,29 @@ def test_the_demo_shows_32_gpus_and_ends_by_itself_with_exit_0(broker: str) -> N
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
             sla = json.load(response)
         assert [entry["contract"] for entry in sla["current"]] == ["acme"]
+        if broker == "mosquitto":
+            _status_and_explain_need_the_token(url, token)
     finally:
         output = demo.finish(timeout_s=20)
     assert process.returncode == 0, output
     assert f"{url}/api/v1/state" in output
     assert f"{url}/#token={token}" in output
+
+
+def _status_and_explain_need_the_token(url: str, token: str) -> None:
+    """The demo's API has tokens: the CLI sends one from the environment, and says what to do
+    when it has none instead of failing on the error body."""
+    without = orchestrator("status", "--url", url, env={"ORCHESTRATOR_TOKEN": ""})
+    assert without.returncode == 1
+    assert "HTTP 401" in without.stderr
+    assert "ORCHESTRATOR_TOKEN" in without.stderr
+    assert "Traceback" not in without.stderr
+    status = orchestrator("status", "--url", url, env={"ORCHESTRATOR_TOKEN": token})
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("site ")
+    explain = orchestrator("explain", "node-01:0", "--url", url, env={"ORCHESTRATOR_TOKEN": token})
+    assert explain.returncode in (0, 1), explain.stderr
+    assert "HTTP 401" not in explain.stderr
 
 
 def _children(pid: int) -> set[int]:
