@@ -56,6 +56,13 @@ class ServeReader:
         """The newest commands first: in flight, then ended."""
         return self._dispatcher.recent(limit)
 
+    def ended_command(self, command_id: str) -> CommandRecord | None:
+        """An ended command by id: from the store (indexed), else the in-memory journal."""
+        dispatcher = self._dispatcher
+        if dispatcher.store is not None:
+            return dispatcher.store.command(command_id)
+        return next((r for r in dispatcher.journal if r.command_id == command_id), None)
+
     def line(self, key: str) -> GpuLine:
         """GPU `key`'s lifecycle: desired workload, command in flight, last final event."""
         return self._dispatcher.book.line(key)

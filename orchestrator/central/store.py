@@ -373,6 +373,15 @@ class Store:
         ).fetchall()
         return [_command_row(r) for r in rows]
 
+    def command(self, command_id: str) -> CommandRecord | None:
+        row = self.db.execute(
+            "SELECT command_id, generation, gpu, workload, previous, reason, issued_at_s,"
+            " expires_at_s, state, payload, acked, attempts, outcome, finished_at_s"
+            " FROM commands WHERE command_id = ?",
+            (command_id,),
+        ).fetchone()
+        return None if row is None else _command_row(row)
+
     def recent_commands(self, limit: int) -> list[CommandRecord]:
         rows = self.db.execute(
             "SELECT command_id, generation, gpu, workload, previous, reason, issued_at_s,"

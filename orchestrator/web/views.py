@@ -128,9 +128,7 @@ def lifecycle_json(reader: ServeReader, key: str) -> dict[str, Any]:
     fact = line.fact
     last: dict[str, Any] | None = None
     if fact is not None:
-        ended = next(
-            (c for c in reader.recent_commands(1000) if c.command_id == fact.command_id), None
-        )
+        ended = reader.ended_command(fact.command_id)
         last = {
             **fact.to_json(),
             "failed": fact.state.failure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,29 @@ def test_commands_are_journaled_before_publishing_and_open_ones_come_back(tmp_pa
     assert open_command.payload == b'{"schema":1}'
     assert [c.state for c in store.recent_commands(10)] == ["publishing", "done"]
     assert store.recent_plans(1)[0]["summary"] == {"switches": 2}
+
+
+def test_an_ended_command_is_found_by_id_however_many_came_after(tmp_path: Path) -> None:
+    """explain's `last_switch` names the switch's target: at a large site the GPU's last switch
+    can be thousands of commands back, beyond any journal kept in memory."""
+    store = Store(tmp_path / "serve.sqlite3")
+    first = replace(command("f" * 32, state="rolled_back"), issued_at_s=1.0)
+    later = [
+        replace(command(f"{n:032d}", gpu=f"rig:{n}"), issued_at_s=2.0 + n) for n in range(1500)
+    ]
+    store.record_plan(
+        generation=7,
+        at_s=100.0,
+        trigger="price",
+        net_usd_per_hour=1.0,
+        commands=[first, *later],
+        summary={},
+    )
+    found = store.command("f" * 32)
+    assert found is not None
+    assert (found.state, found.workload, found.gpu) == ("rolled_back", "mine:kawpow", "rig:0")
+    assert store.command("0" * 31 + "x") is None
+    store.close()
 
 
 def test_the_ledger_and_quotes_round_trip(tmp_path: Path) -> None:
