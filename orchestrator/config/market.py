@@ -60,6 +60,16 @@ _ALGORITHM_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 Algorithm = Annotated[str, Field(min_length=1, max_length=64, pattern=_ALGORITHM_PATTERN)]
 HttpUrl = Annotated[str, Field(min_length=1, pattern=r"^https?://")]
 
+#: The default `max_jump_factor`. The largest moves between two observations in the real
+#: price history the project was checked against (docs/runbook.md, "Outlier prices"): ERCOT
+#: hub real-time prices 2024-2025 in 15-minute steps, 31.3x (51.99 to 1628.84 US$/MWh) once
+#: magnitudes are floored at 0.01 US$/kWh; GPU-coin hashprices day over day, 14.1x (Bitcoin
+#: Gold, 2018-07-03); BTC/USD day over day, 2.2x (2013-04-11). 100 clears every one of them
+#: by 3x and still rejects a unit slip (1000x).
+DEFAULT_MAX_JUMP_FACTOR = 100.0
+#: Power prices are compared by magnitude, never below this (US$/kWh = 10 US$/MWh).
+DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH = 0.01
+
 
 class SecretUnavailableError(LookupError):
     """A secret named in config cannot be read now. Fix the file or the environment; retrying
@@ -338,8 +348,14 @@ class MarketConfig(Section):
     """The `[market]` root: the feeds, in priority order, and the sanity limits."""
 
     feeds: list[FeedConfig] = Field(default_factory=list)
-    max_jump_factor: float = Field(default=1000.0, gt=1)
+    # a price this many times (or 1/this) the feed's last accepted one, or more, is rejected
+    max_jump_factor: float = Field(default=DEFAULT_MAX_JUMP_FACTOR, gt=1)
     allow_negative_power_price: bool = False
+    # power prices are compared by magnitude, floored here: near zero and across a sign change
+    # a ratio means nothing (0.01 to 15.51 US$/MWh is a real 15-minute move)
+    power_jump_floor_usd_per_kwh: float = Field(
+        default=DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH, gt=0, le=10
+    )
     backoff_initial_s: float = Field(default=2.0, gt=0, le=3600)
     backoff_max_s: float = Field(default=300.0, gt=0, le=86_400)
     backoff_jitter: float = Field(default=0.2, ge=0, le=1)

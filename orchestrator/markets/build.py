@@ -129,6 +129,7 @@ def build_book(market: MarketConfig) -> MarketBook:
     return MarketBook(
         max_jump_factor=market.max_jump_factor,
         allow_negative_power_price=market.allow_negative_power_price,
+        power_jump_floor_usd_per_kwh=market.power_jump_floor_usd_per_kwh,
         source_priority=[feed.feed_name for feed in market.feeds],
     )
 
