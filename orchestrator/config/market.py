@@ -111,19 +111,36 @@ class FeedBase(Section):
 
 
 class BtcPriceStatic(Section):
-    """A fixed BTC price, for tests, the demo, or a site that hedges at a fixed rate."""
+    """A fixed BTC price, for tests, the demo, or a site that hedges at a fixed rate.
+
+    It never goes stale, so hashprices converted with it drift from the market as BTC moves:
+    `serve` warns at start, `config check` says so, and the plan's market marks such quotes.
+    """
 
     type: Literal["static"] = "static"
     usd_per_btc: float = Field(gt=0)
 
 
 class BtcPriceHttpJson(Section):
-    """A BTC price read from any JSON endpoint, e.g. `bitcoin.usd` of a price API."""
+    """A live BTC price read from any JSON endpoint at each fetch of its feed.
+
+    For example CoinGecko's `https://api.coingecko.com/api/v3/simple/price?ids=bitcoin&
+    vs_currencies=usd&include_last_updated_at=true` answers `{"bitcoin": {"usd": 97000.5,
+    "last_updated_at": 1733350000}}`: `json_path = "bitcoin.usd"`, `timestamp_path =
+    "bitcoin.last_updated_at"`. A hashprice converted with it stops being a price
+    `staleness_s` after the BTC price's own time (the upstream's timestamp, else the fetch),
+    whatever its feed's staleness; a BTC price already that old, or `max_jump_factor` away
+    from the last accepted one, fails the fetch.
+    """
 
     type: Literal["http_json"] = "http_json"
     url: HttpUrl
     json_path: str = Field(min_length=1)
+    # where the upstream says when its price was true (unix seconds, or ISO 8601 with a zone)
+    timestamp_path: str | None = Field(default=None, min_length=1)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # a hashprice converted with this BTC price is valid this long after the price's time
+    staleness_s: float = Field(default=900.0, gt=0, le=86_400)
 
 
 BtcPriceConfig = Annotated[BtcPriceStatic | BtcPriceHttpJson, Field(discriminator="type")]
