@@ -4,12 +4,15 @@ other price (not a number, stale at the source, a jump of the outlier factor).""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from orchestrator.config.market import MarketConfig
+from orchestrator.config import load_config
+from orchestrator.config.market import BtcPriceHttpJson, MarketConfig, NiceHashFeed
 from orchestrator.markets import MarketBook, NiceHashSource, build_sources, run_feed_once
 from orchestrator.markets.nicehash import ALGORITHMS_PATH, PAYING_PATH
 from tests.feeds.conftest import Serve
@@ -23,6 +26,7 @@ from tests.feeds.payloads import (
     nicehash_paying,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 NOW_S = 1_733_350_000.0
 METADATA = nicehash_algorithms(("KAWPOW", "1000000000000.00000000", "TH", True))
 PAYING = nicehash_paying(KAWPOW="0.21000000")
@@ -175,3 +179,31 @@ async def test_a_ticker_without_a_timestamp_is_valid_from_the_fetch(
     quote = book.snapshot(NOW_S).quotes["kawpow"]
     assert quote.provenance.usd_per_btc == 61_000.125
     assert quote.expires_at_s == NOW_S + 300
+
+
+async def test_the_example_configs_ticker_reads_a_coingecko_answer(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    """config/serve.toml's live BTC price, pointed at a local server answering as CoinGecko
+    does, converts NiceHash's rates and expires with the ticker's own timestamp."""
+    example = load_config(ROOT / "config" / "serve.toml", "serve")
+    nicehash = example.market.feeds[0]
+    assert isinstance(nicehash, NiceHashFeed)
+    btc = nicehash.btc_price
+    assert isinstance(btc, BtcPriceHttpJson)
+    url = urlsplit(btc.url)
+    assert url.path == TICKER_PATH
+    ticker = [json_answer(coingecko_simple_price(97_000.5, int(NOW_S) - 30))]
+    source = await nicehash_with_live_btc(
+        serve,
+        session,
+        ticker,
+        json_path=btc.json_path,
+        timestamp_path=btc.timestamp_path,
+        staleness_s=btc.staleness_s,
+    )
+    book = MarketBook()
+    assert (await run_feed_once(source, book, NOW_S)).ok
+    quote = book.snapshot(NOW_S).quotes["kawpow"]
+    assert quote.provenance.usd_per_btc == 97_000.5
+    assert quote.expires_at_s == NOW_S - 30 + btc.staleness_s
