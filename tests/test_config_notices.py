@@ -104,12 +104,10 @@ def test_configs_without_either_have_nothing_to_say() -> None:
     assert config_notices(parse_config(agent_document, "agent", source="<test>")) == []
 
 
-def test_serve_logs_a_static_btc_price_at_start(tmp_path: Path) -> None:
-    """The daemon itself, as systemd runs it: its first lines (JSON) carry the warning."""
-    path = tmp_path / "serve.toml"
-    path.write_text(STATIC_BTC_SERVE.format(store=tmp_path / "serve.sqlite3"))
+def first_notice(kind: str, path: Path) -> dict[str, object]:
+    """Start the daemon as systemd runs it, until its first `config_notice` line (JSON)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "-c", str(path)],
+        [sys.executable, "-m", "orchestrator", kind, "-c", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -134,7 +132,30 @@ def test_serve_logs_a_static_btc_price_at_start(tmp_path: Path) -> None:
         reader.join(timeout=5)
         assert process.stderr is not None
         process.stderr.close()
-    (notice,) = [json.loads(line) for line in lines if '"config_notice"' in line]
+    notice: dict[str, object] = next(
+        json.loads(line) for line in lines if '"config_notice"' in line
+    )
+    return notice
+
+
+def test_serve_logs_a_static_btc_price_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text(STATIC_BTC_SERVE.format(store=tmp_path / "serve.sqlite3"))
+    notice = first_notice("serve", path)
     assert notice["level"] == "warning"
     assert notice["key"] == "market.feeds.0.btc_price"
-    assert "never goes stale" in notice["detail"]
+    assert "never goes stale" in str(notice["detail"])
+
+
+def test_the_agent_logs_its_ignored_expected_power_w_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    state = tmp_path / "agent"
+    path.write_text(
+        OLD_AGENT
+        + f'[executor]\nstate_dir = "{state / "state"}"\nlog_dir = "{state / "logs"}"\n'
+        + "[http]\nport = 0\n"
+    )
+    notice = first_notice("agent", path)
+    assert notice["level"] == "warning"
+    assert notice["key"] == "profiles.0.expected_power_w"
+    assert "deprecated and ignored" in str(notice["detail"])
