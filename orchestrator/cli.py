@@ -20,9 +20,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from orchestrator import __version__
 from orchestrator.config import AgentConfig, ServeConfig, load_config
 from orchestrator.config.backtest import add_backtest_parser
+from orchestrator.config.notices import config_notices
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.lifecycle import install_signal_handlers, tune_garbage_collector
 from orchestrator.logs import configure_logging
@@ -140,12 +143,20 @@ def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return EXIT_OK
 
 
+def _log_notices(config: ServeConfig | AgentConfig) -> None:
+    """One warning line per notice about a config that loads (`config.notices`)."""
+    log = structlog.get_logger("orchestrator.config")
+    for key, message in config_notices(config):
+        log.warning("config_notice", key=key, detail=message)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from orchestrator.sdnotify import Notifier  # noqa: PLC0415
     from orchestrator.serve import CentralDaemon  # noqa: PLC0415  (keep `config check` light)
 
     config = load_config(args.config, "serve")
     configure_logging(level=config.log.level, fmt=config.log.format)
+    _log_notices(config)
     notifier = Notifier.from_environment(unset_environment=True)
     daemon = CentralDaemon(config, notifier=notifier)
     tune_garbage_collector()  # after start-up's allocations, which it freezes
@@ -158,6 +169,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, "agent")
     configure_logging(level=config.log.level, fmt=config.log.format)
+    _log_notices(config)
     notifier = Notifier.from_environment(unset_environment=True)
     return _run_daemon(NodeAgent(config, notifier=notifier).run)
 
@@ -196,6 +208,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             raise ConfigError(str(args.file), [("contracts", line) for line in problems])
     kind = "agent" if isinstance(config, AgentConfig) else "serve"
     print(f"{args.file}: valid {kind} config")
+    for key, message in config_notices(config):
+        print(f"warning: {key}: {message}")
     return EXIT_OK
 
 

@@ -9,7 +9,9 @@
 - `fleet`    a node came or went (the fleet's presence version changed);
 - `override` an operator's override changed;
 - `market`   a power price arrived after the loop held for want of one;
-- `price`    a price moved by more than `planner.price_move_replan_fraction`;
+- `price`    a price moved by more than `planner.price_move_replan_fraction` (a power
+             price's move is measured against max(|old|, 0.01 US$/kWh), so moves around
+             zero and between negative prices count: `economics.significant_price_move`);
 - `timer`    `planner.interval_s` passed.
 
 `plan_once(trigger)` observes the fleet (each GPU's actual workload by the agent's latest

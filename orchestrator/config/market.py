@@ -60,6 +60,16 @@ _ALGORITHM_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 Algorithm = Annotated[str, Field(min_length=1, max_length=64, pattern=_ALGORITHM_PATTERN)]
 HttpUrl = Annotated[str, Field(min_length=1, pattern=r"^https?://")]
 
+#: The default `max_jump_factor`. The largest moves between two observations in the real
+#: price history the project was checked against (docs/runbook.md, "Outlier prices"): ERCOT
+#: hub real-time prices 2024-2025 in 15-minute steps, 31.3x (51.99 to 1628.84 US$/MWh) once
+#: magnitudes are floored at 0.01 US$/kWh; GPU-coin hashprices day over day, 14.1x (Bitcoin
+#: Gold, 2018-07-03); BTC/USD day over day, 2.2x (2013-04-11). 100 clears every one of them
+#: by 3x and still rejects a unit slip (1000x).
+DEFAULT_MAX_JUMP_FACTOR = 100.0
+#: Power prices are compared by magnitude, never below this (US$/kWh = 10 US$/MWh).
+DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH = 0.01
+
 
 class SecretUnavailableError(LookupError):
     """A secret named in config cannot be read now. Fix the file or the environment; retrying
@@ -101,19 +111,36 @@ class FeedBase(Section):
 
 
 class BtcPriceStatic(Section):
-    """A fixed BTC price, for tests, the demo, or a site that hedges at a fixed rate."""
+    """A fixed BTC price, for tests, the demo, or a site that hedges at a fixed rate.
+
+    It never goes stale, so hashprices converted with it drift from the market as BTC moves:
+    `serve` warns at start, `config check` says so, and the plan's market marks such quotes.
+    """
 
     type: Literal["static"] = "static"
     usd_per_btc: float = Field(gt=0)
 
 
 class BtcPriceHttpJson(Section):
-    """A BTC price read from any JSON endpoint, e.g. `bitcoin.usd` of a price API."""
+    """A live BTC price read from any JSON endpoint at each fetch of its feed.
+
+    For example CoinGecko's `https://api.coingecko.com/api/v3/simple/price?ids=bitcoin&
+    vs_currencies=usd&include_last_updated_at=true` answers `{"bitcoin": {"usd": 97000.5,
+    "last_updated_at": 1733350000}}`: `json_path = "bitcoin.usd"`, `timestamp_path =
+    "bitcoin.last_updated_at"`. A hashprice converted with it stops being a price
+    `staleness_s` after the BTC price's own time (the upstream's timestamp, else the fetch),
+    whatever its feed's staleness; a BTC price already that old, or `max_jump_factor` away
+    from the last accepted one, fails the fetch.
+    """
 
     type: Literal["http_json"] = "http_json"
     url: HttpUrl
     json_path: str = Field(min_length=1)
+    # where the upstream says when its price was true (unix seconds, or ISO 8601 with a zone)
+    timestamp_path: str | None = Field(default=None, min_length=1)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # a hashprice converted with this BTC price is valid this long after the price's time
+    staleness_s: float = Field(default=900.0, gt=0, le=86_400)
 
 
 BtcPriceConfig = Annotated[BtcPriceStatic | BtcPriceHttpJson, Field(discriminator="type")]
@@ -338,8 +365,14 @@ class MarketConfig(Section):
     """The `[market]` root: the feeds, in priority order, and the sanity limits."""
 
     feeds: list[FeedConfig] = Field(default_factory=list)
-    max_jump_factor: float = Field(default=1000.0, gt=1)
+    # a price this many times (or 1/this) the feed's last accepted one, or more, is rejected
+    max_jump_factor: float = Field(default=DEFAULT_MAX_JUMP_FACTOR, gt=1)
     allow_negative_power_price: bool = False
+    # power prices are compared by magnitude, floored here: near zero and across a sign change
+    # a ratio means nothing (0.01 to 15.51 US$/MWh is a real 15-minute move)
+    power_jump_floor_usd_per_kwh: float = Field(
+        default=DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH, gt=0, le=10
+    )
     backoff_initial_s: float = Field(default=2.0, gt=0, le=3600)
     backoff_max_s: float = Field(default=300.0, gt=0, le=86_400)
     backoff_jitter: float = Field(default=0.2, ge=0, le=1)

@@ -7,8 +7,9 @@ at worst move GPUs between declared workloads. An unknown id is refused (`Unknow
 A profile says what to run (exactly one driver section, matching `driver`: `[profiles.process]`,
 `[profiles.docker]`, `[profiles.systemd]` or `[profiles.sim]`; a section for another driver is
 rejected rather than silently ignored), how to tell that it works (`[profiles.health]`: a miner
-API for mining, a readiness URL for inference), and what to expect of it (power, hashrate,
+API for mining, a readiness URL for inference), and what to expect of it (hashrate,
 timeouts). The `sim` driver reports its own health, so a health check is optional there only.
+`expected_power_w` is deprecated and ignored (`config.notices`): older files still load.
 
 Templates. Strings that end up in argv, env values, docker port bindings, unit names and
 health URLs may use these placeholders, filled per GPU when the workload starts:
@@ -203,7 +204,9 @@ class ProfileSection(Section):
     sim: SimSettings | None = None
     health: MinerHealthCheck | InferenceHealthCheck | None = None
 
-    expected_power_w: float = Field(gt=0, le=5000)
+    # deprecated and ignored: nothing reads it (serve learns power from telemetry); accepted
+    # so that older files load, and `config check` says so
+    expected_power_w: float | None = Field(default=None, gt=0, le=5000)
     start_timeout_s: float = Field(gt=0, le=7200)  # start until healthy
     stop_timeout_s: float = Field(gt=0, le=600)  # graceful stop, then forced
     drain_timeout_s: float = Field(ge=0, le=3600)  # AI: in-flight requests; mining: 0

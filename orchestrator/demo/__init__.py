@@ -121,7 +121,6 @@ DEMO_PROFILES: list[dict[str, Any]] = [
             "driver": "sim",
             "algorithm": algorithm,
             "expected_hashrate_hs": hashrate_hs,
-            "expected_power_w": 300.0,
             "sim": {},
         }
         for algorithm, hashrate_hs in DEMO_HASHRATE_HS.items()
@@ -132,7 +131,6 @@ DEMO_PROFILES: list[dict[str, Any]] = [
             "kind": "ai",
             "driver": "sim",
             "serves_contracts": [contract],
-            "expected_power_w": 320.0,
             "drain_timeout_s": 10.0,
             "sim": {},
         }

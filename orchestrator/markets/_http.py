@@ -5,6 +5,8 @@ The aiohttp `ClientSession` is always passed in (one per daemon, STYLE 18). Erro
 carry the URL, status and the first bytes of the body; request headers (which may hold an
 API key) are never logged or put in a message.
 
+Upstream timestamps (`parse_time`) are Unix seconds or ISO 8601 with a zone.
+
 JSON paths are dotted names with list indexes: `data.items[0].price`, `[0].value`,
 `bitcoin.usd`. Negative indexes count from the end (`nodes[-1]`).
 """
@@ -12,8 +14,10 @@ JSON paths are dotted names with list indexes: `data.items[0].price`, `[0].value
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
 import aiohttp
 
@@ -107,3 +111,20 @@ def _has_step(current: object, token: str | int) -> bool:
     if isinstance(token, int):
         return isinstance(current, list) and -len(current) <= token < len(current)
     return isinstance(current, dict) and token in current
+
+
+def parse_time(value: object) -> float | None:
+    """Unix seconds (a number, or a numeric string) or ISO 8601 with a zone; None otherwise."""
+    if isinstance(value, str):
+        text = value
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return stamp.timestamp() if stamp.tzinfo is not None else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None

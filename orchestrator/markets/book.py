@@ -6,10 +6,14 @@ a reason (counted per feed and reason, logged by the runner) and the previous va
 - `not_finite`: NaN or an infinity;
 - `non_positive`: a hashprice of zero or less (no market pays nothing for work), or a power
   price below zero unless `allow_negative_power_price` (real-time ISO prices do go negative);
-- `outlier`: more than `max_jump_factor` times (or less than 1/`max_jump_factor` of) the
-  feed's own last accepted value for that key, or, for a feed's first value, the value
-  another feed currently gives. This is the guard against unit bugs (1e8 vs 1e9) and garbage;
-  real markets do not move 1000x between two polls;
+- `outlier`: `max_jump_factor` times (or 1/`max_jump_factor` of) the feed's own last accepted
+  value for that key or more, or, for a feed's first value, the value another feed currently
+  gives. The factor itself is an outlier: a unit slip (kH/MH/GH, kWh/MWh) is exactly 1000x.
+  This is the guard against unit bugs and garbage. Power prices are compared by magnitude
+  with a floor, `max(|price|, power_jump_floor_usd_per_kwh)`, because real-time prices pass
+  through zero and change sign: 0.01 to 15.51 US$/MWh within 15 minutes is a real ERCOT move
+  (1551x), a move from -0.05 to -50 US$/kWh is a unit slip. See `DEFAULT_MAX_JUMP_FACTOR` for
+  the real moves behind the default factor (100);
 - `stale_at_source`: the upstream timestamp is already older than the feed's staleness limit.
 
 Staleness: a quote is usable until `fetched_at_s + staleness_s`. `snapshot(now_s)` returns
@@ -28,7 +32,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from orchestrator.config.market import (
+    DEFAULT_MAX_JUMP_FACTOR,
+    DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH,
+)
 from orchestrator.markets.quote import POWER_KEY, Quote, QuoteKind, Rejection
+
+# a ratio this close to the factor counts as reaching it (a slip computed in floating point)
+_RATIO_TOLERANCE = 1e-9
+
+
+def jump_ratio(value: float, reference: float, *, floor: float = 0.0) -> float | None:
+    """How many times one value is the other (always >= 1), comparing magnitudes floored at
+    `floor`; None when there is nothing to compare (a zero or negative value without a floor).
+    """
+    if floor > 0.0:
+        new, old = max(abs(value), floor), max(abs(reference), floor)
+    elif value > 0.0 and reference > 0.0:
+        new, old = value, reference
+    else:
+        return None
+    return max(new / old, old / new)
+
+
+def is_jump(ratio: float, max_jump_factor: float) -> bool:
+    """Whether `ratio` (from `jump_ratio`) reaches the factor: the factor itself is a jump."""
+    return ratio >= max_jump_factor * (1.0 - _RATIO_TOLERANCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +84,17 @@ class MarketBook:
     def __init__(
         self,
         *,
-        max_jump_factor: float = 1000.0,
+        max_jump_factor: float = DEFAULT_MAX_JUMP_FACTOR,
         allow_negative_power_price: bool = False,
         source_priority: Sequence[str] = (),
+        power_jump_floor_usd_per_kwh: float = DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH,
     ) -> None:
         if max_jump_factor <= 1.0:
             raise ValueError("max_jump_factor must exceed 1")
+        if power_jump_floor_usd_per_kwh <= 0.0:
+            raise ValueError("power_jump_floor_usd_per_kwh must be above zero")
         self._max_jump_factor = max_jump_factor
+        self._power_floor = power_jump_floor_usd_per_kwh
         self._allow_negative_power = allow_negative_power_price
         self._priority = {name: rank for rank, name in enumerate(source_priority)}
         self._accepted: dict[str, dict[str, Quote]] = {}
@@ -112,13 +145,15 @@ class MarketBook:
                 f"over the {quote.staleness_s:.0f} s limit",
             )
         reference = self._reference_for(quote, now_s)
-        if reference is not None and reference.value > 0.0 and value > 0.0:
-            ratio = value / reference.value
-            if ratio > self._max_jump_factor or ratio < 1.0 / self._max_jump_factor:
+        if reference is not None:
+            floor = self._power_floor if quote.kind is QuoteKind.POWER else 0.0
+            ratio = jump_ratio(value, reference.value, floor=floor)
+            if ratio is not None and is_jump(ratio, self._max_jump_factor):
                 return reject(
                     "outlier",
-                    f"{value:.6g} is {ratio:.3g}x the last accepted {reference.value:.6g} "
-                    f"from {reference.source}; the limit is {self._max_jump_factor:g}x",
+                    f"{value:.6g} is {ratio:.3g}x away from the last accepted "
+                    f"{reference.value:.6g} from {reference.source}; "
+                    f"the limit is {self._max_jump_factor:g}x",
                 )
         return None
 

@@ -17,6 +17,7 @@ from typing import TypedDict
 import aiohttp
 
 from orchestrator.config.market import (
+    DEFAULT_MAX_JUMP_FACTOR,
     FeedConfig,
     HttpJsonFeed,
     LuxorFeed,
@@ -49,8 +50,14 @@ class _Timing(TypedDict):
     staleness_s: float
 
 
-def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
-    """One source from its config section."""
+def build_source(
+    feed: FeedConfig,
+    session: aiohttp.ClientSession,
+    *,
+    max_jump_factor: float = DEFAULT_MAX_JUMP_FACTOR,
+) -> Source:
+    """One source from its config section; a live BTC price in it judges its jumps by
+    `max_jump_factor`, as the book does every other price."""
     timing: _Timing = {
         "name": feed.feed_name,
         "interval_s": feed.interval_s,
@@ -62,7 +69,7 @@ def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
             return NiceHashSource(
                 **timing,
                 session=session,
-                btc_price=build_btc_price(feed.btc_price, session),
+                btc_price=build_btc_price(feed.btc_price, session, max_jump_factor=max_jump_factor),
                 base_url=feed.base_url,
                 algorithms=dict(feed.algorithms),
             )
@@ -70,7 +77,7 @@ def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
             return WhatToMineSource(
                 **timing,
                 session=session,
-                btc_price=build_btc_price(feed.btc_price, session),
+                btc_price=build_btc_price(feed.btc_price, session, max_jump_factor=max_jump_factor),
                 url=feed.url,
                 coins=tuple(feed.coins),
             )
@@ -87,7 +94,7 @@ def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
                 algorithm=feed.algorithm,
                 btc_price=None
                 if feed.btc_price is None
-                else build_btc_price(feed.btc_price, session),
+                else build_btc_price(feed.btc_price, session, max_jump_factor=max_jump_factor),
             )
         case StaticFeed():
             return StaticSource(
@@ -121,7 +128,9 @@ def build_source(feed: FeedConfig, session: aiohttp.ClientSession) -> Source:
 
 def build_sources(market: MarketConfig, session: aiohttp.ClientSession) -> list[Source]:
     """Every configured feed as a source, in config (= priority) order."""
-    return [build_source(feed, session) for feed in market.feeds]
+    return [
+        build_source(feed, session, max_jump_factor=market.max_jump_factor) for feed in market.feeds
+    ]
 
 
 def build_book(market: MarketConfig) -> MarketBook:
@@ -129,6 +138,7 @@ def build_book(market: MarketConfig) -> MarketBook:
     return MarketBook(
         max_jump_factor=market.max_jump_factor,
         allow_negative_power_price=market.allow_negative_power_price,
+        power_jump_floor_usd_per_kwh=market.power_jump_floor_usd_per_kwh,
         source_priority=[feed.feed_name for feed in market.feeds],
     )
 

@@ -14,14 +14,12 @@ stale while the daemon runs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime
 
 import aiohttp
 
-from orchestrator.markets._http import extract, request_json
-from orchestrator.markets.btcprice import BtcPriceSource
+from orchestrator.markets._http import extract, parse_time, request_json
+from orchestrator.markets.btcprice import BtcPrice, BtcPriceSource, btc_provenance
 from orchestrator.markets.quote import FetchResult, SourceBase, parse_number
 from orchestrator.markets.units import is_btc_unit, to_usd_per_hs_day
 
@@ -48,45 +46,26 @@ class HttpJsonSource(SourceBase):
         source_time_s: float | None = None
         if self.timestamp_path is not None:
             stamp = extract(document, self.timestamp_path, feed=self.name, url=self.url)
-            source_time_s = _parse_time(stamp)
+            source_time_s = parse_time(stamp)
             if source_time_s is None:
                 detail = f"timestamp {str(stamp)[:40]!r} is neither unix seconds nor ISO 8601"
                 return FetchResult((), (self.reject(self.algorithm, "bad_payload", detail),))
-        usd_per_btc: float | None = None
-        note = ""
+        btc: BtcPrice | None = None
         if is_btc_unit(self.unit):
             assert self.btc_price is not None  # noqa: S101  (config requires it for BTC units)
-            btc = await self.btc_price.usd_per_btc(feed=self.name)
-            usd_per_btc = btc.usd_per_btc
-            note = f"usd_per_btc={usd_per_btc:g} ({btc.origin})"
+            btc = await self.btc_price.usd_per_btc(feed=self.name, now_s=now_s)
         quote = self.hashprice(
             self.algorithm,
-            to_usd_per_hs_day(value, self.unit, usd_per_btc=usd_per_btc),
+            to_usd_per_hs_day(value, self.unit, usd_per_btc=btc.usd_per_btc if btc else None),
             now_s=now_s,
             url=self.url,
             raw_value=value,
             raw_unit=self.unit,
-            note=note,
+            note=btc.note if btc else "",
             source_time_s=source_time_s,
+            **btc_provenance(btc),
         )
         return FetchResult((quote,), ())
-
-
-def _parse_time(value: object) -> float | None:
-    """Unix seconds (a number, or a numeric string) or ISO 8601 with a zone; None otherwise."""
-    if isinstance(value, str):
-        text = value
-        try:
-            value = float(text)
-        except ValueError:
-            try:
-                stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                return None
-            return stamp.timestamp() if stamp.tzinfo is not None else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 @dataclass(kw_only=True)
@@ -97,6 +76,9 @@ class StaticSource(SourceBase):
     usd_per_btc: float | None = None
 
     async def fetch(self, now_s: float) -> FetchResult:
+        btc = (
+            None if self.usd_per_btc is None else BtcPrice(self.usd_per_btc, "static", static=True)
+        )
         quote = self.hashprice(
             self.algorithm,
             to_usd_per_hs_day(self.value, self.unit, usd_per_btc=self.usd_per_btc),
@@ -104,5 +86,7 @@ class StaticSource(SourceBase):
             url="static:",
             raw_value=self.value,
             raw_unit=self.unit,
+            note=btc.note if btc else "",
+            **btc_provenance(btc),
         )
         return FetchResult((quote,), ())

@@ -104,7 +104,7 @@ class NiceHashSource(SourceBase):
         paying_doc, meta_doc, btc = await asyncio.gather(
             request_json(self.session, feed=self.name, url=paying_url, timeout_s=self.timeout_s),
             request_json(self.session, feed=self.name, url=meta_url, timeout_s=self.timeout_s),
-            self.btc_price.usd_per_btc(feed=self.name),
+            self.btc_price.usd_per_btc(feed=self.name, now_s=now_s),
         )
         units = market_units(meta_doc, feed=self.name, url=meta_url)
         quotes: list[Quote] = []
@@ -144,8 +144,8 @@ class NiceHashSource(SourceBase):
                     url=paying_url,
                     raw_value=str(raw),
                     raw_unit=f"btc_per_{unit.display}_day",
-                    note=f"marketFactor={unit.hs_per_unit:g}; usd_per_btc={btc.usd_per_btc:g} "
-                    f"({btc.origin})",
+                    note=f"marketFactor={unit.hs_per_unit:g}; {btc.note}",
+                    **btc.provenance(),
                 )
             )
         return FetchResult(tuple(quotes), tuple(rejected))

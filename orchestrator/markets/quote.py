@@ -33,7 +33,13 @@ POWER_KEY = "power"
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a value came from, enough to explain it to a person and to audit it."""
+    """Where a value came from, enough to explain it to a person and to audit it.
+
+    A hashprice converted from BTC carries the BTC price it was converted with
+    (`usd_per_btc`), whether that price is a static one from config (`btc_price_static`: it
+    never goes stale, so revenue drifts with BTC unseen), and `valid_until_s`: when that BTC
+    price gets too old, the converted value stops being a price even if its own feed is fresh.
+    """
 
     source: str
     url: str
@@ -42,6 +48,9 @@ class Provenance:
     raw_unit: str
     source_time_s: float | None = None
     note: str = ""
+    usd_per_btc: float | None = None
+    btc_price_static: bool = False
+    valid_until_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,10 @@ class Quote:
 
     @property
     def expires_at_s(self) -> float:
-        return self.provenance.fetched_at_s + self.staleness_s
+        """The feed's staleness, cut short by an input's (the BTC price's) validity."""
+        expires_s = self.provenance.fetched_at_s + self.staleness_s
+        valid_until_s = self.provenance.valid_until_s
+        return expires_s if valid_until_s is None else min(expires_s, valid_until_s)
 
     def is_fresh(self, now_s: float) -> bool:
         """Usable at `now_s`: fetched less than `staleness_s` ago."""
@@ -134,12 +146,27 @@ class SourceBase:
         raw_unit: str,
         source_time_s: float | None = None,
         note: str = "",
+        usd_per_btc: float | None = None,
+        btc_price_static: bool = False,
+        valid_until_s: float | None = None,
     ) -> Quote:
+        """A hashprice; one converted from BTC passes the BTC price's `BtcPrice.provenance()`."""
         return self._make_quote(
             QuoteKind.HASHPRICE,
             algorithm,
             usd_per_hs_day,
-            Provenance(self.name, url, now_s, raw_value, raw_unit, source_time_s, note),
+            Provenance(
+                self.name,
+                url,
+                now_s,
+                raw_value,
+                raw_unit,
+                source_time_s,
+                note,
+                usd_per_btc=usd_per_btc,
+                btc_price_static=btc_price_static,
+                valid_until_s=valid_until_s,
+            ),
         )
 
     def power(

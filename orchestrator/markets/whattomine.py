@@ -38,7 +38,7 @@ import aiohttp
 
 from orchestrator.config.market import WhatToMineCoin
 from orchestrator.markets._http import request_json
-from orchestrator.markets.btcprice import BtcPriceSource
+from orchestrator.markets.btcprice import BtcPrice, BtcPriceSource, btc_provenance
 from orchestrator.markets.errors import FeedPayloadError
 from orchestrator.markets.quote import FetchResult, Quote, Rejection, SourceBase, parse_number
 
@@ -105,7 +105,7 @@ class WhatToMineSource(SourceBase):
             self.session, feed=self.name, url=self.url, timeout_s=self.timeout_s
         )
         by_tag = _coins_by_tag(document, feed=self.name, url=self.url)
-        btc = await self.btc_price.usd_per_btc(feed=self.name)
+        btc = await self.btc_price.usd_per_btc(feed=self.name, now_s=now_s)
         quotes: list[Quote] = []
         rejected: list[Rejection] = []
         for spec in self.coins:
@@ -116,7 +116,7 @@ class WhatToMineSource(SourceBase):
                 )
                 continue
             try:
-                quotes.append(self._quote(coin, spec, btc.usd_per_btc, btc.origin, now_s))
+                quotes.append(self._quote(coin, spec, btc, now_s))
             except _CoinError as error:
                 rejected.append(self.reject(spec.algorithm, error.reason, f"{spec.tag}: {error}"))
         return FetchResult(tuple(quotes), tuple(rejected))
@@ -125,16 +125,17 @@ class WhatToMineSource(SourceBase):
         self,
         coin: Mapping[str, object],
         spec: WhatToMineCoin,
-        usd_per_btc: float,
-        btc_origin: str,
+        btc: BtcPrice,
         now_s: float,
     ) -> Quote:
         if coin.get("lagging") is True:
             raise _CoinError("source_lagging", "WhatToMine marks this coin's data as lagging")
         rate = _number(coin, "exchange_rate")
         currency = str(coin.get("exchange_rate_curr", "BTC")).upper()
+        converted_with: BtcPrice | None = None
         if currency == "BTC":
-            usd_per_coin = rate * usd_per_btc
+            usd_per_coin = rate * btc.usd_per_btc
+            converted_with = btc
         elif currency in ("USD", "USDT", "USDC"):
             usd_per_coin = rate
         else:
@@ -152,5 +153,8 @@ class WhatToMineSource(SourceBase):
             raw_value=f"{coins:.6g} {spec.tag}/(H/s)/day at {rate:g} {currency}",
             raw_unit=f"{spec.tag.lower()}_per_hs_day",
             source_time_s=source_time_s,
-            note=f"basis={spec.basis}; usd_per_btc={usd_per_btc:g} ({btc_origin})",
+            note=f"basis={spec.basis}; {btc.note}"
+            if converted_with
+            else f"basis={spec.basis}; priced in {currency}",
+            **btc_provenance(converted_with),
         )

@@ -315,26 +315,50 @@ def measured_stay(
     )
 
 
-def significant_price_move(previous: Market, current: Market, fraction: float) -> bool:
+#: Power price moves are judged on max(|old price|, this), in US$/kWh: around zero a relative
+#: move means nothing (0 to 0.0001 is "infinite", -0.05 to -0.5 is below zero for both).
+POWER_MOVE_FLOOR_USD_PER_KWH = 0.01
+
+
+def significant_price_move(
+    previous: Market,
+    current: Market,
+    fraction: float,
+    *,
+    power_floor_usd_per_kwh: float = POWER_MOVE_FLOOR_USD_PER_KWH,
+) -> bool:
     """Whether any price moved by more than `fraction` (or appeared or vanished) since `previous`.
 
-    The central loop re-plans early on such a move; the planner itself does not need it.
+    A hashprice moves by `fraction` of its old value. A power price may be zero or negative
+    (real-time markets), so it moves by `fraction` of max(|old|, `power_floor_usd_per_kwh`):
+    -0.05 to -0.5 US$/kWh is a move, 0 to 0.0001 is not. The central loop re-plans early on
+    such a move; the planner itself does not need it.
     """
 
-    def moved(old: float | None, new: float | None) -> bool:
-        old_ok, new_ok = valid_hashprice(old), valid_hashprice(new)
+    def moved(old: float | None, new: float | None, *, power: bool) -> bool:
+        valid = _valid_power_price if power else valid_hashprice
+        old_ok, new_ok = valid(old), valid(new)
         if old_ok != new_ok:
             return True
         if old is None or new is None or not old_ok:
             return False
-        if old == 0:
-            return new != 0
-        return abs(new - old) / abs(old) > fraction
+        scale = max(abs(old), power_floor_usd_per_kwh if power else 0.0)
+        if scale == 0:
+            return new != old
+        return abs(new - old) > fraction * scale
 
-    if moved(previous.power_price_usd_per_kwh, current.power_price_usd_per_kwh):
+    if moved(previous.power_price_usd_per_kwh, current.power_price_usd_per_kwh, power=True):
         return True
     algorithms = set(previous.hashprice_usd_per_hs_day) | set(current.hashprice_usd_per_hs_day)
     return any(
-        moved(previous.hashprice_usd_per_hs_day.get(a), current.hashprice_usd_per_hs_day.get(a))
+        moved(
+            previous.hashprice_usd_per_hs_day.get(a),
+            current.hashprice_usd_per_hs_day.get(a),
+            power=False,
+        )
         for a in sorted(algorithms)
     )
+
+
+def _valid_power_price(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

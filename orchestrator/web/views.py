@@ -8,6 +8,7 @@ the choice, whether it changes anything, and the reason in words.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.central.reader import PlanRecord, ServeReader
@@ -17,11 +18,30 @@ from orchestrator.policy.model import Contracts
 
 
 def _quote(quote: Quote) -> dict[str, Any]:
-    return {
+    view: dict[str, Any] = {
         "value": quote.value,
         "source": quote.provenance.source,
         "fetched_at_s": quote.provenance.fetched_at_s,
+        "expires_at_s": quote.expires_at_s,
     }
+    if quote.provenance.usd_per_btc is not None:
+        view["btc_price"] = {
+            "usd_per_btc": quote.provenance.usd_per_btc,
+            "static": quote.provenance.btc_price_static,
+            "valid_until_s": quote.provenance.valid_until_s,
+        }
+    return view
+
+
+def market_warnings(quotes: Mapping[str, Quote]) -> list[str]:
+    """What an operator should know about the prices a plan used, in words."""
+    return [
+        f"{key} ({quote.source}) is converted with a static BTC price "
+        f"({quote.provenance.usd_per_btc:g} US$/BTC) that never goes stale: it drifts as BTC "
+        "moves"
+        for key, quote in sorted(quotes.items())
+        if quote.provenance.btc_price_static
+    ]
 
 
 def market_json(record: PlanRecord) -> dict[str, Any]:
@@ -31,6 +51,7 @@ def market_json(record: PlanRecord) -> dict[str, Any]:
         "hashprice_usd_per_hs_day": dict(sorted(record.market.hashprice_usd_per_hs_day.items())),
         "quotes": {key: _quote(q) for key, q in sorted(snapshot.quotes.items())},
         "stale": sorted(snapshot.stale_keys),
+        "warnings": market_warnings(snapshot.quotes),
     }
 
 

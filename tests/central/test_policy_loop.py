@@ -357,3 +357,26 @@ async def test_a_failing_planner_holds_the_plan_and_the_loop_goes_on(
     record = await rig.loop.plan_once("timer")
     assert record is not None
     assert len(record.commands) == 2
+
+
+async def test_a_move_between_negative_power_prices_replans(rig: Rig) -> None:
+    """Real-time power prices go below zero: -0.05 to -0.5 US$/kWh is ten times the pay for
+    drawing power and must re-plan at once; a wobble of a tenth of a cent must not."""
+    book = MarketBook(allow_negative_power_price=True)
+    rig.loop.book = rig.book = book
+    rig.fleet.apply_telemetry(telemetry("rig", "ai:spot"), now_s=rig.clock.now_s)
+    prices(rig, hashprice=CHEAP_HASHPRICE, power=-0.05)
+    rig.clock.now_s += 10.0
+    first = await rig.loop.plan_once("start")
+    assert first is not None
+    assert first.market.power_price_usd_per_kwh == -0.05
+
+    rig.clock.now_s += 5.0
+    prices(rig, hashprice=None, power=-0.0499)
+    assert rig.loop.due(rig.clock.now_s) is None
+    prices(rig, hashprice=None, power=-0.5)
+    assert rig.loop.due(rig.clock.now_s) == "price"
+    record = await rig.loop.plan_once("price")
+    assert record is not None
+    assert record.market.power_price_usd_per_kwh == -0.5
+    assert rig.loop.due(rig.clock.now_s + 1.0) is None

@@ -153,3 +153,14 @@ def luxor_overview(hashprice_usd: str, timestamp: str) -> dict[str, object]:
 
 def dumps(payload: object) -> str:
     return json.dumps(payload)
+
+
+def coingecko_simple_price(usd: float, last_updated_at: int) -> dict[str, object]:
+    """CoinGecko's `/api/v3/simple/price`, asked for `ids=bitcoin&vs_currencies=usd&
+    include_last_updated_at=true`."""
+    return {"bitcoin": {"usd": usd, "last_updated_at": last_updated_at}}
+
+
+def coinbase_spot_price(amount: str) -> dict[str, object]:
+    """Coinbase `/v2/prices/BTC-USD/spot`: the amount is a decimal string, no timestamp."""
+    return {"data": {"amount": amount, "base": "BTC", "currency": "USD"}}

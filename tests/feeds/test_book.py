@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import math
+from pathlib import Path
 
 import pytest
 
+from orchestrator.config.market import (
+    DEFAULT_MAX_JUMP_FACTOR,
+    DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH,
+)
 from orchestrator.markets import POWER_KEY, MarketBook, Provenance, Quote, QuoteKind
+from orchestrator.markets.book import is_jump, jump_ratio
 from orchestrator.markets.units import hashes_per_unit, to_usd_per_hs_day, to_usd_per_kwh
 
 NOW_S = 1_714_560_000.0
+ERCOT_RTM = Path(
+    "/work/shared/data/market-history/electricity/ercot_hb_hubavg_rtm_15min_2024-2025.csv"
+)
 
 
 def hashprice(
@@ -87,6 +98,80 @@ def test_a_1000x_jump_is_an_outlier_and_the_last_value_stays() -> None:
     # a real move within the factor is accepted
     assert book.offer(hashprice(1.2e-8 * 3, at_s=NOW_S + 120), NOW_S + 120) is None
     assert book.snapshot(NOW_S + 120).hashprice_usd_per_hs_day["kawpow"] == pytest.approx(3.6e-8)
+
+
+def test_a_jump_of_exactly_the_factor_is_an_outlier() -> None:
+    """A kH/MH unit slip is exactly 1000x: with the factor at 1000 it must be rejected."""
+    book = MarketBook(max_jump_factor=1000.0)
+    assert book.offer(hashprice(to_usd_per_hs_day(0.012, "usd_per_mh_day")), NOW_S) is None
+    slipped = to_usd_per_hs_day(0.012, "usd_per_kh_day")
+    rejection = book.offer(hashprice(slipped, at_s=NOW_S + 60), NOW_S + 60)
+    assert rejection is not None
+    assert rejection.reason == "outlier"
+    down = book.offer(hashprice(1.2e-8 / 1000, at_s=NOW_S + 60), NOW_S + 60)
+    assert down is not None
+    assert down.reason == "outlier"
+
+
+def test_the_default_factor_rejects_a_unit_slip_and_keeps_the_largest_real_moves() -> None:
+    """100x by default: the largest real moves (ERCOT real-time 51.99 to 1628.84 US$/MWh in
+    15 minutes, a GPU coin's hashprice 14x in a day) pass; a 1000x slip does not."""
+    assert DEFAULT_MAX_JUMP_FACTOR == 100.0
+    book = MarketBook()
+    assert book.offer(power(0.05199), NOW_S) is None
+    assert book.offer(power(1.62884, at_s=NOW_S + 900), NOW_S + 900) is None
+    assert book.offer(hashprice(1.0e-8), NOW_S) is None
+    assert book.offer(hashprice(1.41e-7, at_s=NOW_S + 60), NOW_S + 60) is None
+    slip = book.offer(hashprice(1.41e-4, at_s=NOW_S + 120), NOW_S + 120)
+    assert slip is not None
+    assert slip.reason == "outlier"
+    assert "limit is 100x" in slip.detail
+    power_slip = book.offer(power(1628.84, at_s=NOW_S + 1800), NOW_S + 1800)
+    assert power_slip is not None
+    assert power_slip.reason == "outlier"
+
+
+def test_power_prices_near_zero_and_negative_are_judged_by_magnitude_with_a_floor() -> None:
+    """0.01 to 15.51 US$/MWh is a real 15-minute ERCOT move (1551x as a ratio), while -0.05 to
+    -50 US$/kWh is a unit slip that the ratio of two positive prices never saw."""
+    book = MarketBook(allow_negative_power_price=True)
+    assert book.offer(power(0.00001), NOW_S) is None
+    assert book.offer(power(0.01551, at_s=NOW_S + 900), NOW_S + 900) is None
+    assert book.offer(power(-0.05, at_s=NOW_S + 1800), NOW_S + 1800) is None
+    slip = book.offer(power(-50.0, at_s=NOW_S + 2700), NOW_S + 2700)
+    assert slip is not None
+    assert slip.reason == "outlier"
+    kept = book.latest(POWER_KEY)
+    assert kept is not None
+    assert kept.value == -0.05
+
+
+@pytest.mark.skipif(not ERCOT_RTM.is_file(), reason="the shared market history is not present")
+def test_two_years_of_real_ercot_prices_pass_and_their_unit_slips_do_not() -> None:
+    """Every 15-minute ERCOT hub price of 2024-2025 is accepted by a default book, one after
+    the other. The same price read as US$/kWh instead of US$/MWh (1000x), judged against the
+    price before it, is rejected at 99.9 % of the steps where it is at least 1 US$/MWh (below
+    that a slip stays under 1 US$/kWh, and the floor lets it through), 97 % of all steps."""
+    with ERCOT_RTM.open(newline="") as handle:
+        prices = [
+            to_usd_per_kwh(float(row["price_usd_per_mwh"]), "usd_per_mwh")
+            for row in csv.DictReader(handle)
+        ]
+    assert len(prices) == 67_200
+    book = MarketBook(allow_negative_power_price=True)
+    for step, usd_per_kwh in enumerate(prices):
+        at_s = NOW_S + 900.0 * step
+        assert book.offer(power(usd_per_kwh, at_s=at_s), at_s) is None, (step, usd_per_kwh)
+    caught = {"all": 0, "from 1 US$/MWh": 0}
+    tried = dict.fromkeys(caught, 0)
+    for before, price in itertools.pairwise(prices):
+        ratio = jump_ratio(price * 1000.0, before, floor=DEFAULT_POWER_JUMP_FLOOR_USD_PER_KWH)
+        rejected = ratio is not None and is_jump(ratio, DEFAULT_MAX_JUMP_FACTOR)
+        for label in ("all", "from 1 US$/MWh") if abs(price) >= 0.001 else ("all",):
+            tried[label] += 1
+            caught[label] += rejected
+    assert caught["from 1 US$/MWh"] / tried["from 1 US$/MWh"] > 0.999
+    assert caught["all"] / tried["all"] > 0.97
 
 
 def test_a_new_feeds_first_value_is_checked_against_the_other_feeds() -> None:

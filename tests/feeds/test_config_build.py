@@ -162,7 +162,7 @@ def test_feed_names_must_be_unique() -> None:
 
 def test_recorded_series_has_realistic_magnitudes() -> None:
     """2024-like GPU hashprices (about 0.003-0.03 US$ per MH/s per day) and power prices
-    (0.03-0.2 US$/kWh); the rally stays far inside the book's 1000x outlier limit."""
+    (0.03-0.2 US$/kWh); the rally stays far inside the book's 100x outlier limit."""
     for _offset, kawpow, etchash, autolykos, power in recorded.ROWS:
         assert 5e-9 < kawpow < 4e-8
         assert 3e-9 < etchash < 2e-8

@@ -68,7 +68,13 @@ async def test_btc_units_use_the_btc_price_feed(
             "GET /btc": json_answer({"bitcoin": {"usd": 62_000}}),
         }
     )
-    btc = HttpJsonBtcPrice(session, base + "/btc", "bitcoin.usd", 2.0)
+    btc = HttpJsonBtcPrice(
+        session=session,
+        url=base + "/btc",
+        json_path="bitcoin.usd",
+        timeout_s=2.0,
+        staleness_s=600.0,
+    )
     result = await http_json(session, base + "/p", "btc_per_mh_day", btc_price=btc).fetch(NOW_S)
     (quote,) = result.quotes
     assert quote.value == pytest.approx(1e-7 * 62_000 / 1e6)

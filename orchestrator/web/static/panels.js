@@ -90,7 +90,21 @@ export function renderMarket(container, plan) {
       h("th", { scope: "row" }, algorithm),
       h("td", { class: "num" }, hashprice(value)),
       h("td", { class: "muted" }, quote ? `${quote.source}, ${clock(quote.fetched_at_s)}` : ""),
-      h("td", {}, stale.has(algorithm) ? h("span", { class: "tag bad" }, "stale") : ""),
+      h(
+        "td",
+        {},
+        stale.has(algorithm) ? h("span", { class: "tag bad" }, "stale") : "",
+        quote && quote.btc_price && quote.btc_price.static
+          ? h(
+              "span",
+              {
+                class: "tag warn",
+                title: `converted at a static ${quote.btc_price.usd_per_btc} US$/BTC that never goes stale`,
+              },
+              "static BTC price",
+            )
+          : "",
+      ),
     );
   });
   const power = market.quotes.power;
