@@ -95,14 +95,19 @@ def curtailed_settings(
 
 
 def window_edges(
-    windows: Iterable[CurtailmentWindow], *, ahead_s: float = 0.0, lead_time_s: float = 0.0
+    windows: Iterable[CurtailmentWindow],
+    *,
+    ahead_s: float = 0.0,
+    lead_time_s: float | None = None,
 ) -> list[float]:
-    """Every instant where a window starts to bind, stops, or its forecast is due, sorted."""
+    """Every instant where a window starts to bind or stops, sorted; with `lead_time_s`,
+    also where its forecast is due again."""
     edges: set[float] = set()
     for w in windows:
-        for edge in (w.start_s - ahead_s, w.end_s, w.start_s - lead_time_s):
-            if math.isfinite(edge):
-                edges.add(edge)
+        found = [w.start_s - ahead_s, w.end_s]
+        if lead_time_s is not None:
+            found.append(w.start_s - lead_time_s)
+        edges.update(e for e in found if math.isfinite(e))
     return sorted(edges)
 
 
@@ -111,7 +116,7 @@ def next_edge_s(
     after_s: float,
     *,
     ahead_s: float = 0.0,
-    lead_time_s: float = 0.0,
+    lead_time_s: float | None = None,
 ) -> float | None:
     """The first edge strictly after `after_s`, or None."""
     return next(
