@@ -26,9 +26,12 @@ class CurtailmentFeedSection(Section):
     The feed is the truth for its own windows: one it no longer lists, before its end, is
     cancelled (by the feed, recorded); a failed fetch changes nothing."""
 
+    # the feed's name: the `source` of its windows, and its label in metrics and logs
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     url: HttpUrl
+    # polled this often after a success; after failures it backs off (2 s doubling to 300 s)
     interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # one fetch, bounded
     timeout_s: float = Field(default=10.0, gt=0, le=600)
 
 
