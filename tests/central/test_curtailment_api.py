@@ -8,9 +8,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from orchestrator.agents.agent import NodeAgent
 from orchestrator.demo.broker import MosquittoBroker
+from orchestrator.httpserver import start_http
 from orchestrator.serve import CentralDaemon
 from tests.central.harness import agent_config, running
 from tests.central.test_overrides_api import OPERATOR, VIEWER, call, config
@@ -141,3 +143,48 @@ async def test_an_operator_window_sheds_mining_keeps_the_contract_and_survives_a
 async def _text(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return await response.text()
+
+
+async def test_serve_polls_a_utility_feed_and_plans_its_window(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """The feed as serve wires it: a real HTTP endpoint listing one window in force now."""
+    listed: list[dict[str, Any]] = []
+
+    async def windows(_request: web.Request) -> web.Response:
+        return web.json_response({"windows": listed})
+
+    app = web.Application()
+    app.router.add_get("/dr", windows)
+    feed_http = await start_http(app, host="127.0.0.1", port=0)
+    feed = {"name": "utility", "url": f"{feed_http.url}/dr", "interval_s": 0.2}
+    central = CentralDaemon(config(mosquitto, **RICH, curtailment={"feeds": [feed]}))
+    agent = NodeAgent(agent_config(mosquitto, "rig", gpus=4))
+    try:
+        async with running(agent), running(central):
+            await eventually(
+                lambda: (
+                    central.policy.last is not None and workloads(central).count("mine:kawpow") == 2
+                ),
+                what="two GPUs mining",
+            )
+            now_s = central.clock()
+            listed.append({"id": "evt-9", "cap_kw": 0.7, "start": now_s - 1, "end": now_s + 600})
+
+            def shed() -> bool:
+                last = central.policy.last
+                return last is not None and last.curtailment is not None
+
+            await eventually(shed, what="a plan under the feed's window")
+            last = central.policy.last
+            assert last is not None
+            assert last.curtailment is not None
+            assert (last.curtailment.source, last.curtailment.cap_kw) == ("utility", 0.7)
+            assert workloads(central).count("ai:acme") == 2
+            assert "mine:kawpow" not in workloads(central)
+
+            listed.clear()  # the utility withdraws it
+            await eventually(lambda: not shed(), what="a plan after the withdrawal")
+            assert central.curtailments.history()[0]["cancelled_by"] == "utility"
+    finally:
+        await feed_http.stop()
