@@ -126,6 +126,8 @@ def _summary(result: Plan) -> dict[str, object]:
         "workloads": dict(
             sorted(Tally(a.workload or UNKNOWN for a in result.assignments.values()).items())
         ),
+        **({"power_cap_reason": result.power_cap_reason} if result.power_cap_reason else {}),
+        **({"shed_by_strike": True} if result.shed_by_strike else {}),
     }
 
 
