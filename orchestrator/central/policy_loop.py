@@ -142,6 +142,10 @@ def market_of(snapshot: MarketSnapshot, algorithms: set[str]) -> Market | None:
     )
 
 
+def _unended(windows: tuple[CurtailmentWindow, ...], now_s: float) -> tuple[CurtailmentWindow, ...]:
+    return tuple(w for w in windows if w.end_s > now_s)
+
+
 class PolicyLoop:
     def __init__(
         self,
@@ -193,10 +197,12 @@ class PolicyLoop:
             self.overrides_version += 1
 
     def replace_curtailments(self, windows: tuple[CurtailmentWindow, ...]) -> None:
-        """The curtailment windows not ended yet; a change makes a plan due."""
-        if windows != self.curtailments:
-            self.curtailments = windows
+        """The curtailment windows not ended yet; a change makes a plan due (a window
+        dropped because it ended does not: its end was an edge, planned already)."""
+        now_s = self.clock()
+        if _unended(windows, now_s) != _unended(self.curtailments, now_s):
             self.curtailments_version += 1
+        self.curtailments = windows
 
     def next_edge_s(self, after_s: float) -> float | None:
         """The next instant a curtailment window starts or stops binding, or None."""
