@@ -22,6 +22,8 @@ import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
+from orchestrator.central.curtailment import CurtailmentService
+from orchestrator.central.curtailment_feed import CurtailmentFeed, CurtailmentFeedMetrics
 from orchestrator.central.dispatch import Dispatcher
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.ingest import Ingest
@@ -111,6 +113,7 @@ class CentralDaemon:
             registry=self.registry,
             warmup_s=config.ingest.node_offline_after_s,
             clock=clock,
+            shed_ahead_s=config.curtailment.shed_ahead_s,
         )
         self.sla = SlaAccrual(
             fleet=self.fleet,
@@ -124,6 +127,10 @@ class CentralDaemon:
         self.market_memory = MarketMemory(book=self.book, store=self.store, clock=clock)
         self.reader = ServeReader(self.fleet, self.policy, self.dispatcher, self.sla, clock)
         self.overrides = OverrideService(loop=self.policy, store=self.store)
+        self.curtailments = CurtailmentService(
+            loop=self.policy, store=self.store, settings=config.curtailment, registry=self.registry
+        )
+        self.curtailment_feed_metrics = CurtailmentFeedMetrics(self.registry)
         self.tokens = TokenChecker(config.http.tokens)
         self.plan_metrics = PlanCollector(self.reader)
         self.registry.register(self.plan_metrics)
@@ -168,6 +175,7 @@ class CentralDaemon:
         self.dispatcher.restore(self.store.open_commands(), self.store.load_facts())
         ledger_entries = self.sla.restore()
         quotes = self.market_memory.restore()
+        windows = self.curtailments.restore()
         log.info(
             "state restored",
             generation=self.policy.generation,
@@ -175,6 +183,7 @@ class CentralDaemon:
             gpu_facts=len(self.dispatcher.book.facts),
             ledger_entries=ledger_entries,
             quotes=quotes,
+            curtailment_windows=windows,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -191,6 +200,7 @@ class CentralDaemon:
             site=self.config.mqtt.site,
             clock=self.clock,
             metrics_text=self._metrics_text,
+            curtailments=self.curtailments,
         )
         self.http = await start_http(app, host=self.config.http.host, port=self.config.http.port)
         log.info("http listening", url=self.http.url)
@@ -209,9 +219,20 @@ class CentralDaemon:
                     name = f"feed:{runner.source.name}"
                     tasks.create_task(guarded(name, runner.run()), name=name)
                 tasks.create_task(guarded("policy", self.policy.run()), name="policy")
+                for section in self.config.curtailment.feeds:
+                    feed = CurtailmentFeed(
+                        section=section,
+                        service=self.curtailments,
+                        session=session,
+                        metrics=self.curtailment_feed_metrics,
+                        clock=self.clock,
+                    )
+                    name = f"curtailment-feed:{section.name}"
+                    tasks.create_task(guarded(name, feed.run()), name=name)
                 for name, step, interval_s in (
                     ("sla", self.sla.step, self.sla.interval_s),
                     ("market-memory", self.market_memory.step, self.market_memory.interval_s),
+                    ("curtailment", self.curtailments.step, 1.0),
                 ):
                     tasks.create_task(
                         guarded(name, forever(name, step, interval_s=interval_s)), name=name

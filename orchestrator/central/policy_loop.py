@@ -8,6 +8,11 @@
              GPUs merely because `serve` restarted;
 - `fleet`    a node came or went (the fleet's presence version changed);
 - `override` an operator's override changed;
+- `curtailment` a curtailment window was created, changed or cancelled, or one of its
+             edges passed (its cap starts to bind `shed_ahead_s` before its start, and
+             stops at its end): `run` sleeps no later than the next edge, so the plan
+             comes at the edge itself, not at the next timer;
+- `strike`   the power price crossed `planner.curtail_price_strike_usd_per_kwh`;
 - `market`   a power price arrived after the loop held for want of one;
 - `price`    a price moved by more than `planner.price_move_replan_fraction` (a power
              price's move is measured against max(|old|, 0.01 US$/kWh), so moves around
@@ -44,6 +49,12 @@ from orchestrator.config.policy import ContractsSection, contract_problems
 from orchestrator.domain import UNKNOWN, NodeStatus, ai_workload
 from orchestrator.lifecycle import raise_if_cancelling
 from orchestrator.markets import MarketBook, MarketSnapshot
+from orchestrator.policy.curtailment import (
+    CurtailmentWindow,
+    curtailed_settings,
+    next_edge_s,
+    strike_applies,
+)
 from orchestrator.policy.economics import significant_price_move
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
@@ -65,6 +76,7 @@ class PlanRecord:
     gpus: dict[str, GpuState]
     commands: tuple[CommandRecord, ...]
     problems: tuple[str, ...]
+    curtailment: CurtailmentWindow | None = None  # the window whose cap the plan held
 
 
 @dataclass(slots=True)
@@ -116,6 +128,8 @@ def _summary(result: Plan) -> dict[str, object]:
         "workloads": dict(
             sorted(Tally(a.workload or UNKNOWN for a in result.assignments.values()).items())
         ),
+        **({"power_cap_reason": result.power_cap_reason} if result.power_cap_reason else {}),
+        **({"shed_by_strike": True} if result.shed_by_strike else {}),
     }
 
 
@@ -128,6 +142,10 @@ def market_of(snapshot: MarketSnapshot, algorithms: set[str]) -> Market | None:
     return Market(
         hashprice_usd_per_hs_day=prices, power_price_usd_per_kwh=snapshot.power_price_usd_per_kwh
     )
+
+
+def _unended(windows: tuple[CurtailmentWindow, ...], now_s: float) -> tuple[CurtailmentWindow, ...]:
+    return tuple(w for w in windows if w.end_s > now_s)
 
 
 class PolicyLoop:
@@ -143,6 +161,7 @@ class PolicyLoop:
         warmup_s: float,
         tick_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        shed_ahead_s: float = 0.0,
     ) -> None:
         self.fleet = fleet
         self.book = book
@@ -167,12 +186,29 @@ class PolicyLoop:
         self._last_market: Market | None = None
         self._held_reason: str | None = None
         self._problems: tuple[str, ...] = ()
+        # curtailment windows not ended (`central.curtailment` replaces them on each change)
+        self.curtailments: tuple[CurtailmentWindow, ...] = ()
+        self.curtailments_version = 0
+        self.shed_ahead_s = shed_ahead_s
+        self._planned_curtailments_version = 0
 
     def replace_overrides(self, overrides: dict[str, Override]) -> None:
         """The operators' overrides by GPU; a change makes a plan due."""
         if overrides != self.overrides:
             self.overrides = overrides
             self.overrides_version += 1
+
+    def replace_curtailments(self, windows: tuple[CurtailmentWindow, ...]) -> None:
+        """The curtailment windows not ended yet; a change makes a plan due (a window
+        dropped because it ended does not: its end was an edge, planned already)."""
+        now_s = self.clock()
+        if _unended(windows, now_s) != _unended(self.curtailments, now_s):
+            self.curtailments_version += 1
+        self.curtailments = windows
+
+    def next_edge_s(self, after_s: float) -> float | None:
+        """The next instant a curtailment window starts or stops binding, or None."""
+        return next_edge_s(self.curtailments, after_s, ahead_s=self.shed_ahead_s)
 
     def due(self, now_s: float) -> str | None:
         if self._last_attempt_s is None:
@@ -181,9 +217,23 @@ class PolicyLoop:
             return "fleet"
         if self.overrides_version != self._planned_overrides_version:
             return "override"
+        if self.curtailments_version != self._planned_curtailments_version:
+            return "curtailment"
+        edge_s = self.next_edge_s(self._last_attempt_s)
+        if edge_s is not None and edge_s <= now_s:
+            return "curtailment"
         fresh = market_of(self.book.snapshot(now_s), self.algorithms)
         if fresh is not None and self._held_reason == "no_power_price":
             return "market"
+        strike = self.policy.settings.curtail_price_strike_usd_per_kwh
+        if (
+            strike is not None
+            and self._last_market is not None
+            and fresh is not None
+            and strike_applies(self.policy.settings, fresh.power_price_usd_per_kwh)
+            != strike_applies(self.policy.settings, self._last_market.power_price_usd_per_kwh)
+        ):
+            return "strike"
         if (
             self._last_market is not None
             and fresh is not None
@@ -219,6 +269,7 @@ class PolicyLoop:
         self._last_attempt_s = now_s
         self._planned_fleet_version = self.fleet.version
         self._planned_overrides_version = self.overrides_version
+        self._planned_curtailments_version = self.curtailments_version
         snapshot = self.book.snapshot(now_s)
         market = market_of(snapshot, self.algorithms)
         if market is None:
@@ -236,6 +287,9 @@ class PolicyLoop:
         overrides = {
             k: o for k, o in self.overrides.items() if o.until_s is None or o.until_s > now_s
         }
+        settings, window = curtailed_settings(
+            self.policy.settings, self.curtailments, now_s, ahead_s=self.shed_ahead_s
+        )
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(
@@ -245,7 +299,7 @@ class PolicyLoop:
                 contracts=self.policy.contracts,
                 profiles=self.policy.profiles,
                 overrides=overrides,
-                settings=self.policy.settings,
+                settings=settings,
                 now_s=now_s,
             )
         except Exception:  # a planner failure holds the plan; it never stops serve
@@ -274,6 +328,7 @@ class PolicyLoop:
             gpus={g.key: g for g in gpus},
             commands=tuple(commands),
             problems=problems,
+            curtailment=window,
         )
         self.metrics.duration.observe(duration_s)
         self.metrics.plans.labels(trigger).inc()
@@ -289,6 +344,7 @@ class PolicyLoop:
             net_usd_per_hour=round(result.net_usd_per_hour, 2),
             duration_ms=round(duration_s * 1000, 1),
             workloads=dict(sorted(by_workload.items())),
+            **({"curtailment": window.id, "cap_kw": window.cap_kw} if window else {}),
         )
         return self.last
 
@@ -315,8 +371,15 @@ class PolicyLoop:
             self.dispatcher.expire_overdue()
             await self.dispatcher.retry_unacknowledged()
 
+    def sleep_s(self, now_s: float) -> float:
+        """How long `run` waits: a tick, or less when a curtailment edge comes first."""
+        edge_s = self.next_edge_s(now_s)
+        if edge_s is None:
+            return self.tick_s
+        return min(self.tick_s, max(0.0, edge_s - now_s))
+
     async def run(self) -> None:
         while True:
             raise_if_cancelling()
             await self.step()
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(self.sleep_s(self.clock()))

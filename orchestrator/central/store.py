@@ -1,6 +1,7 @@
 """The store: SQLite in WAL mode, the central daemon's memory across restarts.
 
-What it keeps: operators' overrides and the audit log of every change to them, plan
+What it keeps: operators' overrides and curtailment windows and the audit log of every
+change to them, plan
 generations, the switch journal (every command: when, why, result), each GPU's last final
 switch event (what it runs, in the agent's order: `gpubook`), the SLA ledger, and the last
 good market quotes. Each record is written before the action it records: a
@@ -106,6 +107,26 @@ MIGRATIONS: tuple[str, ...] = (
         command_id TEXT NOT NULL
     );
     """,
+    # 3: curtailment windows (site cap X kW from T1 to T2), kept after they end for the record
+    """
+    CREATE TABLE curtailments (
+        id TEXT PRIMARY KEY,
+        cap_kw REAL NOT NULL,
+        start_s REAL NOT NULL,
+        end_s REAL NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        external_id TEXT,
+        actor TEXT NOT NULL,
+        created_at_s REAL NOT NULL,
+        cancelled_at_s REAL,
+        cancelled_by TEXT,
+        forecast TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX curtailments_end ON curtailments (end_s);
+    CREATE UNIQUE INDEX curtailments_feed ON curtailments (source, external_id)
+        WHERE external_id IS NOT NULL;
+    """,
 )
 
 OPEN_COMMAND_STATES = (SwitchState.PUBLISHING.value, SwitchState.IN_FLIGHT.value)
@@ -141,6 +162,63 @@ class OverrideRow:
             "created_at_s": self.created_at_s,
             "expires_at_s": self.expires_at_s,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CurtailmentRow:
+    """One curtailment window as stored; `cancelled_at_s` set once cancelled."""
+
+    id: str
+    cap_kw: float
+    start_s: float
+    end_s: float
+    reason: str
+    source: str  # "operator" or the feed's name
+    external_id: str | None  # the feed's own id for the window
+    actor: str
+    created_at_s: float
+    cancelled_at_s: float | None = None
+    cancelled_by: str | None = None
+    forecast: dict[str, Any] | None = None  # the newest SLA forecast, None before one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "cap_kw": self.cap_kw,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "reason": self.reason,
+            "source": self.source,
+            "external_id": self.external_id,
+            "by": self.actor,
+            "created_at_s": self.created_at_s,
+            "cancelled_at_s": self.cancelled_at_s,
+            "cancelled_by": self.cancelled_by,
+        }
+
+
+_SELECT_CURTAILMENTS = (
+    "SELECT id, cap_kw, start_s, end_s, reason, source, external_id, actor, created_at_s,"
+    " cancelled_at_s, cancelled_by, forecast FROM curtailments"
+)
+
+
+def _curtailment_row(r: tuple[Any, ...]) -> CurtailmentRow:
+    forecast = json.loads(r[11]) if r[11] else None
+    return CurtailmentRow(
+        id=r[0],
+        cap_kw=r[1],
+        start_s=r[2],
+        end_s=r[3],
+        reason=r[4],
+        source=r[5],
+        external_id=r[6],
+        actor=r[7],
+        created_at_s=r[8],
+        cancelled_at_s=r[9],
+        cancelled_by=r[10],
+        forecast=forecast or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +380,94 @@ class Store:
             {"id": r[0], "at_s": r[1], "by": r[2], "action": r[3], "detail": json.loads(r[4])}
             for r in rows
         ]
+
+    # ------------------------------------------------------------------ curtailment windows
+
+    def add_curtailment(self, row: CurtailmentRow, *, audit_detail: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO curtailments (id, cap_kw, start_s, end_s, reason, source, external_id,"
+                " actor, created_at_s, cancelled_at_s, cancelled_by, forecast)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    row.cap_kw,
+                    row.start_s,
+                    row.end_s,
+                    row.reason,
+                    row.source,
+                    row.external_id,
+                    row.actor,
+                    row.created_at_s,
+                    None,
+                    None,
+                    json.dumps(row.forecast or {}, sort_keys=True),
+                ),
+            )
+            self._audit(db, row.created_at_s, row.actor, "curtailment.create", audit_detail)
+
+    def change_curtailment(
+        self, row: CurtailmentRow, *, at_s: float, audit_detail: dict[str, Any]
+    ) -> None:
+        """A window's cap, times and reason as its feed now gives them (same id)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE curtailments SET cap_kw = ?, start_s = ?, end_s = ?, reason = ?"
+                " WHERE id = ?",
+                (row.cap_kw, row.start_s, row.end_s, row.reason, row.id),
+            )
+            self._audit(db, at_s, row.actor, "curtailment.change", audit_detail)
+
+    def cancel_curtailment(
+        self, window_id: str, *, actor: str, at_s: float, why: str = ""
+    ) -> CurtailmentRow | None:
+        """Cancel a window not cancelled yet; None when there is none by that id."""
+        with self.transaction() as db:
+            found = db.execute(
+                _SELECT_CURTAILMENTS + " WHERE id = ? AND cancelled_at_s IS NULL",
+                (window_id,),
+            ).fetchone()
+            if found is None:
+                return None
+            db.execute(
+                "UPDATE curtailments SET cancelled_at_s = ?, cancelled_by = ? WHERE id = ?",
+                (at_s, actor, window_id),
+            )
+            row = _curtailment_row(found)
+            detail = {**row.to_json(), "why": why} if why else row.to_json()
+            self._audit(db, at_s, actor, "curtailment.cancel", detail)
+            return row
+
+    def save_curtailment_forecast(self, window_id: str, forecast: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE curtailments SET forecast = ? WHERE id = ?",
+                (json.dumps(forecast, sort_keys=True), window_id),
+            )
+
+    def live_curtailments(self, now_s: float) -> list[CurtailmentRow]:
+        """Windows not cancelled that have not ended, by start."""
+        rows = self.db.execute(
+            _SELECT_CURTAILMENTS
+            + " WHERE cancelled_at_s IS NULL AND end_s > ? ORDER BY start_s, id",
+            (now_s,),
+        ).fetchall()
+        return [_curtailment_row(r) for r in rows]
+
+    def curtailments(self, limit: int) -> list[CurtailmentRow]:
+        """Every window, ended and cancelled ones too, the latest ending first."""
+        rows = self.db.execute(
+            _SELECT_CURTAILMENTS + " ORDER BY end_s DESC, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_curtailment_row(r) for r in rows]
+
+    def feed_curtailment(self, source: str, external_id: str) -> CurtailmentRow | None:
+        row = self.db.execute(
+            _SELECT_CURTAILMENTS + " WHERE source = ? AND external_id = ?",
+            (source, external_id),
+        ).fetchone()
+        return _curtailment_row(row) if row else None
 
     # ------------------------------------------------------------------ plans + commands
 

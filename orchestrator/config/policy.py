@@ -130,6 +130,12 @@ class PlannerSection(Section):
     # a plan still searching for a proven optimum after this long takes the best feasible
     # plan found and says so (a binding site power cap can make the search long)
     solver_time_limit_s: float = Field(default=5.0, gt=0, le=600)
+    # demand response: while the power price is at or above this (US$/kWh), the site sheds
+    # every mining and on-demand AI GPU to idle and keeps only active reserved contracts
+    # (overridden GPUs stay as the operator set them); unset: never
+    curtail_price_strike_usd_per_kwh: float | None = Field(
+        default=None, ge=0, le=1000, allow_inf_nan=False
+    )
 
     @field_validator("display_timezone")
     @classmethod

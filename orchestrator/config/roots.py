@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from orchestrator.config._base import Section
 from orchestrator.config.backtest import BacktestSection
 from orchestrator.config.common import HttpSection, LogSection, MqttSection
+from orchestrator.config.curtailment import CurtailmentSection
 from orchestrator.config.gpu import GpuSection
 from orchestrator.config.market import MarketConfig
 from orchestrator.config.policy import (
@@ -72,6 +73,7 @@ class ServeConfig(Section):
     dispatch: DispatchSection = DispatchSection()
     sla: SlaSection = SlaSection()
     store: StoreSection = StoreSection()
+    curtailment: CurtailmentSection = CurtailmentSection()
     # read by `orchestrator backtest` only
     backtest: BacktestSection | None = None
 

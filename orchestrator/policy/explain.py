@@ -39,6 +39,8 @@ class ReasonContext:
     min_dwell_s: float
     display_timezone: str
     now_s: float
+    power_cap_reason: str = ""  # what lowered the cap ("curtailment window <id> (cap X kW)")
+    shed_text: str = ""  # the strike's reason while it sheds, else ""
 
 
 def usd(value: float) -> str:
@@ -116,6 +118,8 @@ def _constraint_text(best: Option, chosen: Option, ctx: ReasonContext) -> str:
     if ctx.power_cap_w is not None and best.power_w > chosen.power_w:
         headroom_w = ctx.power_cap_w - ctx.total_power_w
         if headroom_w < best.power_w - chosen.power_w:
+            if ctx.power_cap_reason:
+                return f"shed for {ctx.power_cap_reason}"
             return f"site power cap {ctx.power_cap_w / 1000:.1f} kW reached"
     return f"{best.workload} pays more here but less for the site as a whole"
 

@@ -218,6 +218,10 @@ class PlannerSettings:
     idle_power_w: float = 0.0
     display_timezone: str = "UTC"
     solver_time_limit_s: float | None = 5.0  # None: search until proven optimal
+    # what lowered `site_power_cap_kw` below the configured cap ("" : nothing), for reasons
+    power_cap_reason: str = ""
+    # at or above this power price the site sheds mining and on-demand AI (None: never)
+    curtail_price_strike_usd_per_kwh: float | None = None
 
 
 # ---------------------------------------------------------------- the plan
@@ -265,6 +269,8 @@ class Plan:
     switches: int
     dwell_breaks: int
     problems: tuple[str, ...]
+    power_cap_reason: str = ""  # what lowered the cap (a curtailment window), else ""
+    shed_by_strike: bool = False  # the power price was at or above the shedding strike
 
 
 # ---------------------------------------------------------------- from config
@@ -355,5 +361,6 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         idle_power_w=p.idle_power_w,
         display_timezone=p.display_timezone,
         solver_time_limit_s=p.solver_time_limit_s,
+        curtail_price_strike_usd_per_kwh=p.curtail_price_strike_usd_per_kwh,
     )
     return PolicyInputs(profiles, Contracts(reserved, on_demand), settings)

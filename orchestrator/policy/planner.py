@@ -8,7 +8,12 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
 1. Fixed GPUs stay as they are: offline (never counted for an SLA, never reassigned),
    unhealthy, and overridden by an operator (the override's workload).
 2. The site power cap (kW) holds. If even the lowest-power choice for every movable GPU
-   exceeds it, the plan uses that minimum instead and says so.
+   exceeds it, the plan uses that minimum instead and says so. A curtailment window lowers
+   this cap (`policy.curtailment`); since the SLA tier sits below, mining and on-demand AI
+   are shed before a reserved contract loses a GPU, and a shortfall the lowered cap forces
+   is reported like any other. At or above the power-price strike
+   (`curtail_price_strike_usd_per_kwh`), movable GPUs are offered only idle and the active
+   reserved contracts: mining and on-demand AI are shed outright.
 3. Reserved contracts get their committed GPUs (hard), unless `allow_sla_shortfall`, in
    which case a shortfall is just its penalty in the objective. When it cannot be met the
    plan serves as many as possible and reports each contract's shortfall and penalty.
@@ -40,7 +45,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.domain import MINE_PREFIX, Workload, WorkloadKind
+from orchestrator.domain import IDLE, MINE_PREFIX, Workload, WorkloadKind, ai_contract_of
+from orchestrator.policy.curtailment import strike_applies, strike_text
 from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
 from orchestrator.policy.explain import (
     ContractFacts,
@@ -289,6 +295,7 @@ def _classify(
     settings: PlannerSettings,
     now_s: float,
     active: frozenset[str],
+    shedding: bool = False,
 ) -> tuple[list[_Class], list[_Fixed]]:
     by_key: dict[tuple[object, ...], _Class] = {}
     groups: dict[tuple[object, ...], tuple[int, tuple[Option, ...]]] = {}
@@ -296,8 +303,8 @@ def _classify(
     profiles_by_id = {p.id: p for p in profiles}
     per_class_margin = settings.hysteresis_margin_fraction > 0
 
-    def options_of(gpu: GpuState, *, only_current: bool) -> tuple[Option, ...]:
-        return gpu_options(
+    def options_of(gpu: GpuState, *, only_current: bool, shed: bool = False) -> tuple[Option, ...]:
+        options = gpu_options(
             gpu,
             market=market,
             contracts=contracts,
@@ -306,6 +313,9 @@ def _classify(
             active_reserved=active,
             only_current=only_current,
         )
+        if shed:  # the strike: idle and the active reserved contracts only
+            options = tuple(o for o in options if _kept_when_shedding(o.workload, active))
+        return options
 
     for gpu in fleet:
         override = overrides.get(gpu.key)
@@ -339,12 +349,19 @@ def _classify(
         if cls is None:
             group = groups.get(group_key)
             if group is None:
-                group = groups[group_key] = (len(groups), options_of(gpu, only_current=False))
+                group = groups[group_key] = (
+                    len(groups),
+                    options_of(gpu, only_current=False, shed=shedding),
+                )
             cls = by_key[key] = _new_class(
                 gpu, group, market, profiles_by_id, dwell=dwell, idle_power_w=settings.idle_power_w
             )
         cls.members.append(gpu)
     return list(by_key.values()), fixed
+
+
+def _kept_when_shedding(workload: str, active: frozenset[str]) -> bool:
+    return workload == IDLE or ai_contract_of(workload) in active
 
 
 def _measured_keys(
@@ -409,6 +426,7 @@ def plan(
     """The optimal assignment of every GPU in `fleet` at `now_s` (see the module docstring)."""
     active = frozenset(c.id for c in contracts.reserved if c.active(now_s))
     terms = _contract_terms(contracts, active)
+    shedding = strike_applies(settings, market.power_price_usd_per_kwh)
     classes, fixed = _classify(
         fleet,
         market=market,
@@ -418,6 +436,7 @@ def plan(
         settings=settings,
         now_s=now_s,
         active=active,
+        shedding=shedding,
     )
     problems: list[str] = []
 
@@ -496,6 +515,8 @@ def plan(
         min_dwell_s=settings.min_dwell_s,
         display_timezone=settings.display_timezone,
         now_s=now_s,
+        power_cap_reason=settings.power_cap_reason,
+        shed_text=strike_text(settings, market.power_price_usd_per_kwh) if shedding else "",
     )
     by_key, switches, dwell_breaks = _disaggregate(
         classes, fixed=fixed, counts=counts, ctx=ctx, settings=settings, now_s=now_s
@@ -510,6 +531,8 @@ def plan(
         switches=switches,
         dwell_breaks=dwell_breaks,
         problems=tuple(problems),
+        power_cap_reason=settings.power_cap_reason if power_cap_w is not None else "",
+        shed_by_strike=shedding,
     )
 
 
@@ -632,7 +655,10 @@ def _disaggregate(
         for j in order:
             option = cls.options[j]
             for gpu in members[position : position + row[j]]:
-                if cls.lock == "dwell":
+                if ctx.shed_text and ai_contract_of(option.workload) is None:
+                    verb = "held" if option.is_stay else f"switch to {option.workload}"
+                    reason = f"{verb}: {ctx.shed_text}"
+                elif cls.lock == "dwell":
                     left_s = _dwell_left_s(gpu, settings, now_s)
                     reason = gpu_reason(cls.options, j, cls.lock, left_s, ctx)
                 elif j in shared:

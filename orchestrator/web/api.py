@@ -1,12 +1,13 @@
 """The HTTP API of `serve`: health, readiness, metrics, the fleet state, the plan and overrides.
 
 The GET handlers only read: they build JSON from the fleet snapshot and the newest plan as
-they stand at the request. The one thing the API changes is operators' overrides:
-`POST /api/v1/overrides` and `DELETE /api/v1/overrides/{id}` go through `OverrideService`,
-which checks them, writes them to the store with an audit record naming the token, and lets
-the policy loop replan; `auth` admits writes only with an operator token. `/readyz` answers
-200 only while the daemon is connected to the broker and has loaded its state (a load
-balancer or systemd check can trust it).
+they stand at the request. The API changes two things, operators' overrides and curtailment
+windows: `POST /api/v1/overrides` and `DELETE /api/v1/overrides/{id}` go through
+`OverrideService`, `POST /api/v1/curtailments` and `DELETE /api/v1/curtailments/{id}`
+through `CurtailmentService`; each checks the request, writes it to the store with an audit
+record naming the token, and lets the policy loop replan; `auth` admits writes only with an
+operator token. `/readyz` answers 200 only while the daemon is connected to the broker and
+has loaded its state (a load balancer or systemd check can trust it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from orchestrator.central.curtailment import (
+    CurtailmentRejected,
+    CurtailmentRequest,
+    CurtailmentService,
+    window_json,
+)
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.overrides import (
     OverrideRejected,
@@ -43,6 +50,7 @@ SITE_KEY = web.AppKey("site", str)
 READER_KEY = web.AppKey("reader", ServeReader)
 OVERRIDES_KEY = web.AppKey("overrides", OverrideService)
 STATE_RENDERER_KEY = web.AppKey("state_renderer", StateRenderer)
+CURTAILMENTS_KEY = web.AppKey("curtailments", CurtailmentService)
 
 log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -147,19 +155,22 @@ async def list_overrides(request: web.Request) -> web.Response:
     )
 
 
+def _problems(error: ValidationError) -> list[dict[str, str]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in e["loc"]) or "<body>",
+            "problem": "unknown field" if e["type"] == "extra_forbidden" else e["msg"],
+        }
+        for e in error.errors()
+    ]
+
+
 async def create_override(request: web.Request) -> web.Response:
     try:
         raw = await request.read()
         body = OverrideRequest.model_validate_json(raw)
     except ValidationError as error:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in e["loc"]) or "<body>",
-                "problem": "unknown field" if e["type"] == "extra_forbidden" else e["msg"],
-            }
-            for e in error.errors()
-        ]
-        return _bad_request("invalid override", problems)
+        return _bad_request("invalid override", _problems(error))
     try:
         created = await request.app[OVERRIDES_KEY].create(body, actor=request[IDENTITY_KEY])
     except OverrideRejected as rejected:
@@ -185,6 +196,45 @@ async def delete_override(request: web.Request) -> web.Response:
         return _refused(rejected)
     log.info("override deleted", override=override_id, by=request[IDENTITY_KEY])
     return web.json_response({"deleted": override_id})
+
+
+async def list_curtailments(request: web.Request) -> web.Response:
+    service = request.app[CURTAILMENTS_KEY]
+    now_s = request.app[CLOCK_KEY]()
+    cap_w = service.effective_cap_w(now_s)
+    return web.json_response(
+        {
+            "windows": service.history(),
+            "effective_cap_kw": None if cap_w is None else cap_w / 1000.0,
+            "configured_cap_kw": service.loop.policy.settings.site_power_cap_kw,
+            "price_strike_usd_per_kwh": (
+                service.loop.policy.settings.curtail_price_strike_usd_per_kwh
+            ),
+            "shed_ahead_s": service.settings.shed_ahead_s,
+            "lead_time_s": service.settings.lead_time_s,
+        }
+    )
+
+
+async def create_curtailment(request: web.Request) -> web.Response:
+    try:
+        body = CurtailmentRequest.model_validate_json(await request.read())
+    except ValidationError as error:
+        return _bad_request("invalid curtailment window", _problems(error))
+    try:
+        row = await request.app[CURTAILMENTS_KEY].create(body, actor=request[IDENTITY_KEY])
+    except CurtailmentRejected as rejected:
+        return _bad_request(rejected.message)
+    return web.json_response(window_json(row, request.app[CLOCK_KEY]()), status=201)
+
+
+async def cancel_curtailment(request: web.Request) -> web.Response:
+    window_id = request.match_info["window_id"]
+    try:
+        row = await request.app[CURTAILMENTS_KEY].cancel(window_id, actor=request[IDENTITY_KEY])
+    except CurtailmentRejected as rejected:
+        return web.json_response({"error": rejected.message}, status=404)
+    return web.json_response({"cancelled": row.id})
 
 
 async def decisions(request: web.Request) -> web.Response:
@@ -265,6 +315,7 @@ def build_app(
     site: str,
     clock: Callable[[], float] = time.time,
     metrics_text: Callable[[], str] | None = None,
+    curtailments: CurtailmentService | None = None,
 ) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[errors_middleware, auth_middleware(tokens)]
@@ -286,6 +337,11 @@ def build_app(
     app.router.add_get("/api/v1/overrides", list_overrides)
     app.router.add_post("/api/v1/overrides", create_override)
     app.router.add_delete("/api/v1/overrides/{override_id}", delete_override)
+    if curtailments is not None:
+        app[CURTAILMENTS_KEY] = curtailments
+        app.router.add_get("/api/v1/curtailments", list_curtailments)
+        app.router.add_post("/api/v1/curtailments", create_curtailment)
+        app.router.add_delete("/api/v1/curtailments/{window_id}", cancel_curtailment)
     app.router.add_get("/api/v1/decisions", decisions)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_status_page(app)

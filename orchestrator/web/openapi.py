@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.central.curtailment import CurtailmentRequest
 from orchestrator.central.overrides import OverrideRequest
 
 _JSON = "application/json"
@@ -33,6 +34,10 @@ def _errors(*codes: int) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     override_schema = OverrideRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = override_schema.pop("$defs", {})
+    curtailment_schema = CurtailmentRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    defs.update(curtailment_schema.pop("$defs", {}))
     gpu = {"name": "gpu", "in": "path", "required": True, "schema": {"type": "string"}}
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
@@ -42,7 +47,11 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "GPU fleet orchestrator", "version": __version__},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"OverrideRequest": override_schema, **defs},
+            "schemas": {
+                "OverrideRequest": override_schema,
+                "CurtailmentRequest": curtailment_schema,
+                **defs,
+            },
         },
         "paths": {
             "/healthz": {"get": {"responses": {"200": _response("alive")}}},
@@ -112,6 +121,45 @@ def openapi_document() -> dict[str, Any]:
                         }
                     ],
                     "responses": {"200": _response("deleted"), **_errors(401, 403, 404)},
+                }
+            },
+            "/api/v1/curtailments": {
+                "get": {
+                    "security": secured,
+                    "responses": {
+                        "200": _response(
+                            "every curtailment window (upcoming, in force, ended, cancelled) "
+                            "with its SLA forecast, and the cap in force"
+                        ),
+                        **_errors(401),
+                    },
+                },
+                "post": {
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            _JSON: {"schema": {"$ref": "#/components/schemas/CurtailmentRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "201": _response("created, with its SLA forecast"),
+                        **_errors(400, 401, 403),
+                    },
+                },
+            },
+            "/api/v1/curtailments/{window_id}": {
+                "delete": {
+                    "security": secured,
+                    "parameters": [
+                        {
+                            "name": "window_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _response("cancelled"), **_errors(401, 403, 404)},
                 }
             },
             "/api/v1/decisions": {

@@ -66,6 +66,9 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         "objective_usd_per_hour": round(plan.objective_usd_per_hour, 4),
         "total_power_w": round(plan.total_power_w, 1),
         "power_cap_w": plan.power_cap_w,
+        "power_cap_reason": plan.power_cap_reason,
+        "curtailment": _curtailment(record),
+        "shed_by_strike": plan.shed_by_strike,
         "switches": plan.switches,
         "sla": [
             {
@@ -81,6 +84,21 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         "problems": list(record.problems),
         "market": market_json(record),
         "recent_commands": [c.to_json() for c in commands],
+    }
+
+
+def _curtailment(record: PlanRecord) -> dict[str, Any] | None:
+    """The curtailment window whose cap the plan held, if any."""
+    w = record.curtailment
+    if w is None:
+        return None
+    return {
+        "id": w.id,
+        "cap_kw": w.cap_kw,
+        "start_s": w.start_s,
+        "end_s": w.end_s,
+        "reason": w.reason,
+        "source": w.source,
     }
 
 
@@ -100,6 +118,8 @@ def explain_json(record: PlanRecord, key: str) -> dict[str, Any] | None:
         "changed": assignment.changed,
         "lock": assignment.lock,
         "reason": assignment.reason,
+        "curtailment": _curtailment(record),
+        "shed_by_strike": record.plan.shed_by_strike,
         "candidates": [
             {
                 "workload": c.workload,

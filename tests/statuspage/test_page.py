@@ -259,3 +259,33 @@ async def test_the_url_the_demo_prints_opens_its_fleet(page: Page) -> None:
             except TimeoutError:
                 demo.kill()
                 await demo.wait()
+
+
+async def test_the_page_lists_curtailment_windows_with_their_sla_forecast(
+    site: Site, page: Page
+) -> None:
+    await open_with_token(page, site)
+    await page.wait_for("document.querySelector('#market table')", what="a first plan")
+    headers = {"Authorization": f"Bearer {OPERATOR}"}
+    now_s = (await site.get("/api/v1/state"))["generated_at_s"]
+    window = {
+        "cap_kw": 0.1,  # tomorrow, below acme's 12 committed GPUs: a shortfall, said now
+        "start_s": now_s + 86_400,
+        "duration_s": 3600,
+        "reason": "utility DR test",
+    }
+    async with site.session.post(
+        f"{site.url}/api/v1/curtailments", headers=headers, json=window
+    ) as response:
+        assert response.status == 201, await response.text()
+        created = await response.json()
+    assert created["forecast"]["ok"] is False
+    row = f"#curtailments tr[data-curtailment='{created['id']}']"
+    await page.wait_for(f'document.querySelector("{row}")', what="the window in the panel")
+    text = await page.text(row)
+    assert "0.1 kW" in text
+    assert "upcoming" in text
+    assert "utility DR test — operator" in text
+    assert "acme short" in text
+    assert await page.evaluate(f'document.querySelector("{row} td.bad") !== null')
+    assert page.exceptions == []

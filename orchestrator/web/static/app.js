@@ -11,6 +11,7 @@ import {
   clock,
   h,
   renderContracts,
+  renderCurtailments,
   renderDecisions,
   renderExplain,
   renderExplainError,
@@ -80,12 +81,13 @@ async function settle(promise) {
 
 async function poll() {
   const started = performance.now();
-  const [state, plan, sla, decisions, overrides] = await Promise.all([
+  const [state, plan, sla, decisions, overrides, curtailments] = await Promise.all([
     settle(api("/api/v1/state")),
     settle(api("/api/v1/plan")),
     settle(api("/api/v1/sla")),
     settle(api("/api/v1/decisions?limit=200")),
     settle(api("/api/v1/overrides")),
+    settle(api("/api/v1/curtailments")),
   ]);
   const failures = [state, sla, decisions, overrides].filter((r) => r.error).map((r) => r.error);
   if (failures.some((e) => e.status === 401)) {
@@ -111,6 +113,7 @@ async function poll() {
       quietPlans: $("quiet-plans") ? $("quiet-plans").checked : true,
     });
   }
+  if (curtailments.value) renderCurtailments($("curtailments"), curtailments.value);
   if (overrides.value) {
     page.workloads = overrides.value.workloads || page.workloads;
     fillWorkloads();

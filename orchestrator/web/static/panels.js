@@ -267,6 +267,54 @@ export function renderDecisions(container, decisions, { quietPlans }) {
   replace(container, h("ol", { class: "decision-list" }, items));
 }
 
+// /api/v1/curtailments: the windows not over yet, and the last few that are, each with its
+// SLA forecast (a reserved contract it would leave short is named before the window starts)
+export function renderCurtailments(container, data) {
+  const windows = data.windows || [];
+  const live = windows.filter((w) => w.state === "upcoming" || w.state === "in_force");
+  const past = windows.filter((w) => w.state === "ended" || w.state === "cancelled").slice(0, 3);
+  const head = [];
+  if (data.effective_cap_kw !== null && data.effective_cap_kw !== undefined) {
+    head.push(h("p", { class: "cap" }, `Site cap in force: ${data.effective_cap_kw.toFixed(1)} kW`));
+  }
+  if (data.price_strike_usd_per_kwh !== null && data.price_strike_usd_per_kwh !== undefined) {
+    head.push(
+      h("p", { class: "muted" }, `Sheds mining and on-demand AI at or above ${usd(data.price_strike_usd_per_kwh, 4)}/kWh`),
+    );
+  }
+  if (!live.length && !past.length) {
+    replace(container, head, h("p", { class: "muted" }, "No curtailment windows."));
+    return;
+  }
+  const rows = [...live, ...past].map((w) =>
+    h(
+      "tr",
+      { "data-curtailment": w.id, class: w.state },
+      h("td", {}, h("code", {}, w.id)),
+      h("td", {}, `${w.cap_kw.toFixed(1)} kW`),
+      h("td", {}, `${clock(w.start_s)}–${clock(w.end_s)}`),
+      h("td", {}, w.state.replace("_", " ")),
+      h("td", {}, w.reason, h("span", { class: "muted" }, ` — ${w.source}`)),
+      h("td", { class: forecastOk(w.forecast) === false ? "bad" : "" }, forecastText(w.forecast)),
+    ),
+  );
+  replace(
+    container,
+    head,
+    table("Curtailment windows", ["id", "cap", "when", "state", "reason — source", "SLA forecast"], rows),
+  );
+}
+
+function forecastOk(forecast) {
+  return forecast && forecast.checked_at_s ? forecast.ok : null;
+}
+
+function forecastText(forecast) {
+  if (!forecast || !forecast.checked_at_s) return (forecast && forecast.note) || "not checked yet";
+  if (forecast.ok) return "contracts kept";
+  return forecast.shortfalls.map((s) => `${s.contract} short ${s.shortfall_gpus} of ${s.committed_gpus}`).join("; ");
+}
+
 export function renderOverrides(container, overrides, { canWrite }) {
   if (!overrides.length) {
     replace(container, h("p", { class: "muted" }, "No live overrides."));
