@@ -14,8 +14,11 @@ explanations and the brute-force tests price a GPU the same way.
   at contract level, only for GPUs up to the commitment or ceiling, so an option carries
   `paid_by` and the planner does the counting.
 - power cost = power_w / 1000 x $/kWh.
-- switching = (downtime x the net revenue lost meanwhile + the fixed cost per switch),
-  spread over the planning horizon so that it reads as $/h like everything else.
+- switching = (downtime x the revenue lost meanwhile + the fixed cost per switch), spread
+  over the planning horizon so that it reads as $/h like everything else. While a workload
+  loads, the GPU earns nothing but already draws the target's power (the backtest books it
+  so), and the option's power cost covers the whole horizon: what the downtime loses is
+  the target's gross revenue, not its net.
 - hysteresis = a further margin a switch must beat staying by: the larger of a fixed $/h
   and a fraction of what staying earns.
 
@@ -105,10 +108,14 @@ def power_cost_usd_per_hour(power_w: float, power_price_usd_per_kwh: float) -> f
 
 
 def switch_cost_usd_per_hour(
-    downtime_s: float, lost_net_usd_per_hour: float, fixed_cost_usd: float, horizon_s: float
+    downtime_s: float, lost_revenue_usd_per_hour: float, fixed_cost_usd: float, horizon_s: float
 ) -> float:
-    """A switch's cost spread over the horizon: downtime earns nothing, plus the fixed cost."""
-    lost_usd = downtime_s / SECONDS_PER_HOUR * max(lost_net_usd_per_hour, 0.0)
+    """A switch's cost spread over the horizon: downtime earns nothing, plus the fixed cost.
+
+    `lost_revenue_usd_per_hour` is the target's gross revenue: its power is paid during the
+    downtime as well (counted in the option's power cost over the whole horizon).
+    """
+    lost_usd = downtime_s / SECONDS_PER_HOUR * max(lost_revenue_usd_per_hour, 0.0)
     return (lost_usd + fixed_cost_usd) * SECONDS_PER_HOUR / horizon_s
 
 
@@ -268,7 +275,7 @@ def gpu_options(
         if not is_stay:
             switch = switch_cost_usd_per_hour(
                 r.downtime_s,
-                r.revenue_usd_per_hour - power_cost,
+                r.revenue_usd_per_hour,
                 settings.switch_fixed_cost_usd,
                 settings.horizon_s,
             )

@@ -24,9 +24,10 @@ LOW, HIGH = 2.4e-6, 2.4e-5
 
 def test_live_policy_books_switch_downtime_exactly() -> None:
     """Step 0: one GPU serves AI, one mines (0.47 + 0.08). Step 1: mining pays 0.98, so
-    both mine (a free switch). Step 2: AI is back ahead even after its switch cost
-    (0.47 - 0.5 h x 0.47 = 0.235 > 0.08), so one GPU switches and loads for half an hour:
-    it earns 0.25, draws 0.03 (0.22 net). Net 0.55 + 1.96 + 0.30 = 2.81, two switches."""
+    both mine (a free switch). Step 2: AI is back ahead even after its switch cost (0.47
+    less 0.5 h x 0.50 of revenue lost while loading = 0.22 > 0.08), so one GPU switches and
+    loads for half an hour: it earns 0.25, draws 0.03 (0.22 net, as the planner priced it).
+    Net 0.55 + 1.96 + 0.30 = 2.81, two switches."""
     result = run_strategy(two_gpu_scenario([LOW, HIGH, LOW]), LivePolicy())
     assert result.net_by_step_usd == pytest.approx([0.55, 1.96, 0.30])
     assert result.net_revenue_usd == pytest.approx(2.81)

@@ -43,11 +43,44 @@ def test_power_cost_is_kilowatts_times_price() -> None:
     assert power_cost_usd_per_hour(300.0, 0.10) == pytest.approx(0.03)
 
 
-def test_switch_cost_is_lost_net_revenue_during_downtime_plus_fixed_cost_over_the_horizon() -> None:
-    """5 min down at $1.20/h net loses $0.10; + $0.20 fixed = $0.30 over 1 h = $0.30/h."""
+def test_switch_cost_is_lost_revenue_during_downtime_plus_fixed_cost_over_the_horizon() -> None:
+    """5 min down at $1.20/h revenue loses $0.10; + $0.20 fixed = $0.30 over 1 h = $0.30/h."""
     assert switch_cost_usd_per_hour(300.0, 1.2, 0.2, 3600.0) == pytest.approx(0.30)
     assert switch_cost_usd_per_hour(300.0, 1.2, 0.2, 7200.0) == pytest.approx(0.15)
     assert switch_cost_usd_per_hour(300.0, -1.0, 0.0, 3600.0) == 0.0  # a loss is not lost
+
+
+def _switch_to_spot(power_price_usd_per_kwh: float) -> tuple[float, float]:
+    """(net $/h, switch cost $/h) of an idle GPU moving to on-demand AI paying $0.50/h at
+    300 W with 30 min to load, over a 1 h horizon."""
+    spot = OnDemandContract("spot", 0.5, 1.0, None, Eligibility(), 1800.0, AiPower(default_w=300.0))
+    options = gpu_options(
+        _gpu("idle"),
+        market=Market({}, power_price_usd_per_kwh),
+        contracts=Contracts(on_demand=(spot,)),
+        profiles=[],
+        settings=PlannerSettings(horizon_s=3600.0, hysteresis_margin_usd_per_gpu_hour=0.0),
+        active_reserved=frozenset(),
+    )
+    option = next(o for o in options if o.workload == "ai:spot")
+    return option.net_usd_per_hour, option.switch_cost_usd_per_hour
+
+
+def test_a_switch_pays_power_while_the_workload_loads_as_the_backtest_books_it() -> None:
+    """Over the 1 h horizon the GPU earns for 30 min ($0.25) and draws 300 W for the whole
+    hour ($0.03 at $0.10/kWh): $0.22 net, so the switch costs the $0.25 of revenue the
+    load loses, not the $0.235 of net revenue (which would leave the load's power unpaid)."""
+    net, switch = _switch_to_spot(0.10)
+    assert switch == pytest.approx(0.25)
+    assert net == pytest.approx(0.5 * 0.5 - 0.03)
+
+
+def test_a_switch_into_a_net_loss_still_loses_its_revenue_while_loading() -> None:
+    """At $2/kWh the AI option loses money ($0.50 - $0.60 a hour); its 30 min load still
+    forgoes $0.25 of revenue while the power is paid: net $0.25 - $0.60 = -$0.35."""
+    net, switch = _switch_to_spot(2.0)
+    assert switch == pytest.approx(0.25)
+    assert net == pytest.approx(-0.35)
 
 
 def test_hysteresis_margin_is_the_larger_of_absolute_and_fraction() -> None:
