@@ -100,7 +100,11 @@ class ServingSection(Section):
 class ReservedContractSection(ServingSection):
     committed_gpus: int = Field(ge=1)
     schedule: Literal["always"] | list[ScheduleWindowSection] = "always"
+    # the SLA is met at committed_gpus x this (rounded up to whole GPUs when planning);
+    # the customer still pays for up to committed_gpus, and the penalty is charged only on
+    # GPU-hours below committed x target (planner, SLA ledger and backtest alike)
     availability_target_fraction: float = Field(default=0.99, gt=0, le=1)
+    # per GPU-hour delivered below committed_gpus x availability_target_fraction
     penalty_usd_per_gpu_hour: float = Field(default=0.0, ge=0)
     lead_time_s: float = Field(default=600.0, ge=0)
 

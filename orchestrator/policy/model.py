@@ -18,6 +18,7 @@ the only reason this module knows pydantic models exist.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -165,7 +166,12 @@ class AiPower:
 
 @dataclass(frozen=True, slots=True)
 class ReservedContract:
-    """Committed capacity: `committed_gpus` eligible GPUs during the windows."""
+    """Committed capacity: `committed_gpus` eligible GPUs during the windows.
+
+    The customer pays for up to `committed_gpus`; the SLA is met at
+    `availability_target_fraction` of them (`target_gpus`), and the penalty is charged per
+    GPU-hour below that, the same rule in the planner, the SLA ledger and the backtest.
+    """
 
     id: str
     rate_usd_per_gpu_hour: float
@@ -177,6 +183,17 @@ class ReservedContract:
     lead_time_s: float
     switch_downtime_s: float
     power: AiPower
+
+    @property
+    def target_gpus(self) -> float:
+        """GPUs the SLA is met at: commitment x availability target (the penalty applies
+        below it). Rounded to 1e-9 so that 0.07 x 100 is 7, not 7.000000000000001."""
+        return round(self.committed_gpus * self.availability_target_fraction, 9)
+
+    @property
+    def required_gpus(self) -> int:
+        """The fewest whole GPUs that meet the target: what a hard SLA demands."""
+        return math.ceil(self.target_gpus)
 
     def active(self, now_s: float) -> bool:
         """Committed now: inside a window, or a window opens within the lead time."""
@@ -250,8 +267,9 @@ class SlaStatus:
     active: bool
     committed_gpus: int
     assigned_gpus: int
-    shortfall_gpus: int
-    penalty_usd_per_hour: float
+    shortfall_gpus: int  # short of `required_gpus`
+    penalty_usd_per_hour: float  # penalty x GPUs below commitment x availability target
+    required_gpus: int = 0  # what the availability target demands (0 while inactive)
 
 
 @dataclass(frozen=True, slots=True)
