@@ -15,7 +15,8 @@ switch, dwell satisfied), so strategies are compared on how they react, not on h
 boot.
 
 Accounting per step (dt = step_s in hours), with productive GPUs counted fractionally:
-- mining revenue = productive GPUs x hashrate (benchmark) x hashprice / 24 x (1 - fee) x dt
+- mining revenue = productive GPUs x hashrate (benchmark) x hashprice / 24 x (1 - pool fee)
+  x (1 - dev fee) x dt
 - AI revenue = rate x min(productive serving GPUs, commitment or ceiling) x dt (on-demand:
   x expected utilisation); a reserved contract pays and is owed only while its window is
   open (the planner starts moving GPUs a lead time earlier; that time is not paid)
@@ -163,7 +164,7 @@ def workload_rates(
         revenue = 0.0
         if price is not None and valid_hashprice(price):
             revenue = mining_revenue_usd_per_hour(
-                bench.hashrate_hs, price, profile.pool_fee_fraction
+                bench.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
             )
         return Rates(revenue, bench.power_w, None)
     if kind is WorkloadKind.AI:

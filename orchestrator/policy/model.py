@@ -34,6 +34,8 @@ from orchestrator.config.policy import (
 )
 
 MINUTES_PER_DAY = 24 * 60
+DEFAULT_HASHRATE_WARMUP_S = 120.0  # the config's defaults, for profiles built without one
+DEFAULT_MIN_SHARES = 20
 
 
 # ---------------------------------------------------------------- fleet and market
@@ -41,10 +43,18 @@ MINUTES_PER_DAY = 24 * 60
 
 @dataclass(frozen=True, slots=True)
 class MeasuredRate:
-    """What the fleet measured (smoothed) for one GPU running one mining profile."""
+    """What the fleet measured (smoothed) for one GPU running one mining profile.
+
+    `hashrate_samples`: readings (after the profile's warm-up) behind `hashrate_hs`; the
+    economics blends the benchmark into it until `MiningProfile.hashrate_trust_samples`
+    (None: a figure to take as it is). `accepted_fraction`: accepted / (accepted + rejected)
+    shares once enough exist, else None; revenue counts only accepted work.
+    """
 
     hashrate_hs: float
     power_w: float
+    hashrate_samples: int | None = None
+    accepted_fraction: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,10 @@ class MiningProfile:
     pool_fee_fraction: float
     switch_downtime_s: float
     benchmarks: Mapping[str, Benchmark]  # by GPU model name
+    dev_fee_fraction: float = 0.0  # the miner's own fee, taken like the pool's
+    hashrate_warmup_s: float = DEFAULT_HASHRATE_WARMUP_S  # readings this soon after a start
+    hashrate_trust_samples: int = 10  # readings until a measurement replaces the benchmark
+    min_shares: int = DEFAULT_MIN_SHARES  # shares before the accepted fraction is used
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +343,10 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
             pool_fee_fraction=p.pool_fee_fraction,
             switch_downtime_s=p.switch_downtime_s,
             benchmarks={m: Benchmark(b.hashrate_hs, b.power_w) for m, b in p.benchmarks.items()},
+            dev_fee_fraction=p.dev_fee_fraction,
+            hashrate_warmup_s=p.hashrate_warmup_s,
+            hashrate_trust_samples=p.hashrate_trust_samples,
+            min_shares=p.min_shares,
         )
         for p in section.mining_profiles
     )

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.domain import MINE_PREFIX, Workload, WorkloadKind
-from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
+from orchestrator.policy.economics import Option, gpu_options, measured_stay, mining_rate
 from orchestrator.policy.explain import (
     ContractFacts,
     ReasonContext,
@@ -389,10 +389,14 @@ def _measured_keys(
     own: list[tuple[str, float, float]] = []
     other: list[tuple[str, float, float]] = []
     for profile_id in sorted(gpu.measured):
-        if profile_id not in profiles_by_id:
+        profile = profiles_by_id.get(profile_id)
+        if profile is None:
             continue
-        m = gpu.measured[profile_id]
-        entry = (profile_id, bucketed(m.hashrate_hs), bucketed(m.power_w))
+        # what the economics makes of the measurement (blended, accepted share, bucketed)
+        rate = mining_rate(gpu, profile)
+        if rate is None:  # not reached: a measured profile always has a rate
+            continue
+        entry = (profile_id, rate.hashrate_hs, rate.power_w)
         (own if profile_id == current_profile else other).append(entry)
     return tuple(own), tuple(other)
 

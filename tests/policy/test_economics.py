@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -162,3 +163,52 @@ def test_significant_price_move_uses_the_fraction_and_notices_missing_prices() -
     assert significant_price_move(before, Market({"kawpow": None}, 0.1), 0.05)
     assert significant_price_move(before, Market({"kawpow": math.nan}, 0.1), 0.05)
     assert significant_price_move(before, Market({"kawpow": 1e-8}, 0.2), 0.05)
+
+
+def _stay_revenue(measured: MeasuredRate, profile: MiningProfile = PROFILE) -> float:
+    """$/h the GPU earns staying on `profile` at 4e-8 $/H/s/day with `measured`."""
+    options = gpu_options(
+        _gpu("mine:kawpow", {"kawpow": measured}),
+        market=Market({"kawpow": 4e-8}, 0.1),
+        contracts=Contracts(),
+        profiles=[profile],
+        settings=PlannerSettings(),
+        active_reserved=frozenset(),
+    )
+    return next(o for o in options if o.is_stay).revenue_usd_per_hour
+
+
+def _usd_per_hour(hashrate_hs: float, fees: float = 0.99) -> float:
+    return hashrate_hs * 4e-8 / 24 * fees
+
+
+def test_a_measurement_replaces_the_benchmark_gradually_by_its_readings() -> None:
+    """Benchmark 30 MH/s, measured 20 MH/s, full trust at 10 readings (the default): one
+    reading moves the value a tenth of the way (29 MH/s), five half way (25), ten and more
+    all the way (20). A ramping miner's first low reading cannot undervalue the GPU."""
+    for samples, expected_hs in ((1, 29e6), (5, 25e6), (10, 20e6), (40, 20e6)):
+        revenue = _stay_revenue(MeasuredRate(20e6, 200.0, hashrate_samples=samples))
+        assert revenue == pytest.approx(_usd_per_hour(expected_hs), rel=0.006), samples
+    trusting = replace(PROFILE, hashrate_trust_samples=1)
+    assert _stay_revenue(MeasuredRate(20e6, 200.0, 1), trusting) == pytest.approx(
+        _usd_per_hour(20e6), rel=0.006
+    )
+
+
+def test_a_measurement_without_a_benchmark_is_taken_as_it_is() -> None:
+    """Nothing to blend with: a model missing from the table earns on its measurement."""
+    no_table = replace(PROFILE, benchmarks={})
+    revenue = _stay_revenue(MeasuredRate(20e6, 200.0, hashrate_samples=1), no_table)
+    assert revenue == pytest.approx(_usd_per_hour(20e6), rel=0.006)
+
+
+def test_revenue_counts_accepted_shares_only_and_the_miners_dev_fee() -> None:
+    """20 MH/s reported with 96 % of shares accepted earns on 19.2 MH/s; a 2 % dev fee is
+    taken like the 1 % pool fee: x 0.99 x 0.98."""
+    measured = MeasuredRate(20e6, 200.0, accepted_fraction=0.96)
+    assert _stay_revenue(measured) == pytest.approx(_usd_per_hour(19.2e6), rel=0.006)
+    with_fee = replace(PROFILE, dev_fee_fraction=0.02)
+    assert _stay_revenue(measured, with_fee) == pytest.approx(
+        _usd_per_hour(19.2e6, 0.99 * 0.98), rel=0.006
+    )
+    assert mining_revenue_usd_per_hour(30e6, 4e-8, 0.01, 0.02) == pytest.approx(0.0495 * 0.98)

@@ -358,3 +358,21 @@ def test_when_nothing_pays_for_a_switch_no_gpu_moves() -> None:
     assert {k: a.workload for k, a in result.assignments.items()} == {
         g.key: g.current_workload for g in fleet
     }
+
+
+def test_gpus_with_one_measurement_but_different_evidence_are_priced_apart() -> None:
+    """Both GPUs measured 20 MH/s (benchmark 30): after one reading the planner counts
+    29 MH/s, after ten, 20. Grouping GPUs by their raw measurement would price both alike."""
+    fleet = [
+        gpu(i, measured={"kawpow": MeasuredRate(20e6, 250.0, hashrate_samples=n)})
+        for i, n in enumerate((1, 10))
+    ]
+    result = run(fleet, market(2.4e-7))  # $0.01/h per MH/s
+    stays = [
+        next(c for c in result.assignments[g.key].candidates if c.workload == "mine:kawpow")
+        for g in fleet
+    ]
+    power_usd = 0.025  # 250 W at 0.1 $/kWh
+    bucket_usd = 0.003  # 1 % buckets of about $0.25/h
+    assert stays[0].net_usd_per_hour == pytest.approx(0.29 - power_usd, abs=bucket_usd)
+    assert stays[1].net_usd_per_hour == pytest.approx(0.20 - power_usd, abs=bucket_usd)

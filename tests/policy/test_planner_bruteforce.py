@@ -57,6 +57,7 @@ def instances(draw: st.DrawFn) -> Instance:
             id=f"p{i}",
             algorithm=f"alg{i}",
             pool_fee_fraction=draw(st.sampled_from([0.0, 0.02])),
+            dev_fee_fraction=draw(st.sampled_from([0.0, 0.01])),
             switch_downtime_s=draw(st.sampled_from([0.0, 60.0])),
             benchmarks={
                 m: Benchmark(draw(st.integers(1, 10)) * 1e6, float(draw(st.integers(50, 300))))
@@ -111,8 +112,13 @@ def instances(draw: st.DrawFn) -> Instance:
             on_current: bool = draw(st.booleans())
             if on_current and current is not None and current.startswith("mine:"):
                 profile_id = current.removeprefix("mine:")
-            measured[profile_id] = MeasuredRate(
-                draw(st.integers(1, 10)) * 1e6, float(draw(st.integers(50, 300)))
+            measured[profile_id] = MeasuredRate(  # few values: GPUs share measurements
+                draw(st.integers(1, 4)) * 1e6,
+                draw(st.sampled_from([100.0, 250.0])),
+                # blended with the benchmark until trusted, scaled by accepted shares: GPUs
+                # with one raw measurement but different evidence are priced apart
+                hashrate_samples=draw(st.sampled_from([None, 1, 5, 20])),
+                accepted_fraction=draw(st.sampled_from([None, 0.9, 1.0])),
             )
         fleet.append(
             GpuState(
