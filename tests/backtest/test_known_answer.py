@@ -89,3 +89,13 @@ def test_a_reserved_contract_is_met_at_its_availability_target() -> None:
     mine = StaticSplit(0.0, name="all mining, contract signed")
     none_served = run_strategy(scenario, mine)
     assert none_served.penalties_usd == pytest.approx(2.0)
+
+
+def test_the_backtest_takes_the_miners_dev_fee_like_the_pool_fee() -> None:
+    """A 50 % dev fee halves mining revenue: always mining at 1.00 $/h gross earns 0.50."""
+    base = two_gpu_scenario([HIGH])
+    (profile,) = base.policy.profiles
+    policy = replace(base.policy, profiles=(replace(profile, dev_fee_fraction=0.5),))
+    scenario = replace(base, policy=policy)
+    result = run_strategy(scenario, AlwaysMine())
+    assert result.mining_revenue_usd == pytest.approx(2 * 0.5)
