@@ -21,11 +21,13 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
    committed / ceiling number of GPUs.
 
 Solving. GPUs are grouped into classes: same model and memory, same current workload, same
-soft lock and the same measured-rate buckets. Every member of a class has the same option
-list, the same score and power for each option and the same contract eligibility, so any
-per-GPU assignment maps to per-class counts with the same objective and constraint values,
-and any integer counts map back to a per-GPU assignment: the aggregation is exact. The
-MILP has one integer count per (class, option) and one served-count per contract, which
+soft lock and the same bucketed rates from their measurements (as `mining_rate` prices
+them: blended with the benchmark, on accepted shares). Every member of a class has the
+same option list, the same score and power for each option and the same contract
+eligibility, so any per-GPU assignment maps to per-class counts with the same objective
+and constraint values, and any integer counts map back to a per-GPU assignment: the
+aggregation is exact. The MILP has one integer count per (class, option) and up to three
+served-count pieces per contract (`_ContractTerms.served_pieces`), which
 is a transportation problem plus at most three side rows, and HiGHS solves it in
 milliseconds (`orchestrator.policy.milp`: the LP relaxation first, exact). The common case
 is one solve (tiers 3 and 4 already satisfied). When that is infeasible, a second solve
