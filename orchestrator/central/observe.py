@@ -185,8 +185,11 @@ class FleetObserver:
         now_s: float,
     ) -> None:
         workload = report.workload
-        if not workload.startswith(MINE_PREFIX) or self.read.get(key) == order:
-            return  # not mining, or a snapshot already taken (plans outpace telemetry)
+        if not workload.startswith(MINE_PREFIX):
+            self.ramp.pop(key, None)  # a later mining run warms up from its own first sight
+            return
+        if self.read.get(key) == order:
+            return  # a snapshot already taken (plans outpace telemetry)
         self.read[key] = order
         profile_id = workload[len(MINE_PREFIX) :]
         profile = self.profiles.get(profile_id)

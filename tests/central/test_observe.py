@@ -212,6 +212,10 @@ def test_a_start_the_agent_cannot_date_warms_up_from_first_sight() -> None:
     assert gpu.measured == {}
     (gpu,) = observer.observe(mining(3, hashrate_hs=55e6, since_s=None), now_s=NOW_S + 121.0)
     assert gpu.measured["kawpow"].hashrate_hs == 55e6
+    # it goes idle and mines again, still undated: a new warm-up from the new first sight
+    observer.observe(fleet_of(snapshot([(IDLE, None)], seq=4)), now_s=NOW_S + 200.0)
+    (gpu,) = observer.observe(mining(5, hashrate_hs=1e6, since_s=None), now_s=NOW_S + 300.0)
+    assert gpu.measured["kawpow"].hashrate_hs == 55e6
 
 
 def test_the_accepted_fraction_sums_share_increments_across_a_miner_restart() -> None:
