@@ -93,6 +93,10 @@ class WorkloadReport(_Payload):
     workload: str = Field(min_length=1, max_length=200)
     since_s: float | None = None
     hashrate_hs: float | None = Field(default=None, ge=0)
+    # mining: the miner's share counters for this GPU since the miner started (optional, so
+    # an older agent's reports still validate); serve values hashrate x accepted fraction
+    accepted_shares: int | None = Field(default=None, ge=0)
+    rejected_shares: int | None = Field(default=None, ge=0)
 
 
 class GpuTelemetry(_Payload):

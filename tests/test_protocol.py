@@ -46,6 +46,27 @@ def test_a_snapshot_survives_the_round_trip_with_its_schema_version() -> None:
     assert decode_telemetry(payload, topic_node="rig-1") == message
 
 
+def test_share_counters_ride_along_and_an_older_agents_report_still_validates() -> None:
+    """The miner's accepted/rejected shares are optional fields of a GPU's workload report:
+    a report without them (an agent from before they existed) decodes as before, and a
+    negative counter is malformed."""
+    report = WorkloadReport(
+        workload="mine:kawpow", hashrate_hs=2.5e7, accepted_shares=201, rejected_shares=3
+    )
+    message = snapshot().model_copy(update={"gpus": (GpuTelemetry(index=0, workload=report),)})
+    decoded = decode_telemetry(encode(message), topic_node="rig-1")
+    assert decoded.gpus[0].workload == report
+    older = encode(snapshot())
+    assert b"accepted_shares" not in older
+    workload = decode_telemetry(older, topic_node="rig-1").gpus[0].workload
+    assert workload is not None
+    assert (workload.accepted_shares, workload.rejected_shares) == (None, None)
+    bad = older.replace(b'"hashrate_hs":', b'"rejected_shares":-1,"hashrate_hs":', 1)
+    with pytest.raises(PayloadError) as caught:
+        decode_telemetry(bad, topic_node="rig-1")
+    assert caught.value.reason == "malformed"
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

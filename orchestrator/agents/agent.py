@@ -467,15 +467,20 @@ def _report(gpu: GpuTelemetry, slot: GpuSlot) -> GpuTelemetry:
     update: dict[str, object] = {}
     if record.workload is not None:
         observation = slot.observation
-        hashrate_hs = None
+        hashrate_hs = accepted = rejected = None
         if (
             observation is not None
             and record.workload != IDLE
             and workload_kind(record.workload) is WorkloadKind.MINING
         ):
             hashrate_hs = observation.hashrate_hs
+            accepted, rejected = observation.accepted_shares, observation.rejected_shares
         update["workload"] = WorkloadReport(
-            workload=record.workload, since_s=record.since_s, hashrate_hs=hashrate_hs
+            workload=record.workload,
+            since_s=record.since_s,
+            hashrate_hs=hashrate_hs,
+            accepted_shares=accepted,
+            rejected_shares=rejected,
         )
     if record.quarantined:
         if gpu.health is not Health.LOST:

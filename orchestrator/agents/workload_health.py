@@ -50,6 +50,7 @@ class Observation:
     detail: str
     hashrate_hs: float | None = None  # mining: this GPU's hashrate, when the miner says
     accepted_shares: int | None = None  # mining: this GPU's accepted shares, when known
+    rejected_shares: int | None = None  # mining: this GPU's rejected shares, when known
     exit_code: int | None = None
 
     @property
@@ -138,6 +139,7 @@ class WorkloadObserver:
             f"{device.hashrate_hs:.4g} H/s",
             hashrate_hs=device.hashrate_hs,
             accepted_shares=device.accepted_shares,
+            rejected_shares=device.rejected_shares,
         )
 
 

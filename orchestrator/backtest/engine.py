@@ -15,11 +15,13 @@ switch, dwell satisfied), so strategies are compared on how they react, not on h
 boot.
 
 Accounting per step (dt = step_s in hours), with productive GPUs counted fractionally:
-- mining revenue = productive GPUs x hashrate (benchmark) x hashprice / 24 x (1 - fee) x dt
+- mining revenue = productive GPUs x hashrate (benchmark) x hashprice / 24 x (1 - pool fee)
+  x (1 - dev fee) x dt
 - AI revenue = rate x min(productive serving GPUs, commitment or ceiling) x dt (on-demand:
   x expected utilisation); a reserved contract pays and is owed only while its window is
   open (the planner starts moving GPUs a lead time earlier; that time is not paid)
-- penalty = penalty rate x (commitment - productive serving GPUs, if positive) x dt
+- penalty = penalty rate x (commitment x availability target - productive serving GPUs,
+  if positive) x dt: the SLA is met at its target, as in the planner and the ledger
 - power = every GPU's power under its workload (or its target's, in transition) x $/kWh x dt
 - net = mining + AI - power - penalties - fixed switch costs
 These are the planner's economics (`orchestrator.policy.economics`), evaluated after the
@@ -162,7 +164,7 @@ def workload_rates(
         revenue = 0.0
         if price is not None and valid_hashprice(price):
             revenue = mining_revenue_usd_per_hour(
-                bench.hashrate_hs, price, profile.pool_fee_fraction
+                bench.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
             )
         return Rates(revenue, bench.power_w, None)
     if kind is WorkloadKind.AI:
@@ -200,12 +202,19 @@ def all_workloads(scenario: Scenario) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class ContractTerms:
-    """A contract at one step: paid per serving GPU-hour up to `cap`, owed `committed`."""
+    """A contract at one step: paid per serving GPU-hour up to `cap`, owed `committed`,
+    met at `target_gpus` (commitment x availability target; penalised below it)."""
 
     paid_usd_per_gpu_hour: float
     cap_gpus: float
     committed_gpus: int
     penalty_usd_per_gpu_hour: float
+    target_gpus: float = 0.0
+
+    @property
+    def required_gpus(self) -> int:
+        """Whole GPUs that meet the target (what a hard SLA demands)."""
+        return math.ceil(self.target_gpus)
 
 
 def contract_terms(scenario: Scenario, step: int, *, owed: bool = True) -> dict[str, ContractTerms]:
@@ -213,9 +222,14 @@ def contract_terms(scenario: Scenario, step: int, *, owed: bool = True) -> dict[
     active = scenario.owed_reserved[step] if owed else scenario.active_reserved[step]
     terms = {}
     for r in scenario.policy.contracts.reserved:
-        committed = r.committed_gpus if r.id in active else 0
+        on = r.id in active
+        committed = r.committed_gpus if on else 0
         terms[r.id] = ContractTerms(
-            r.rate_usd_per_gpu_hour, committed, committed, r.penalty_usd_per_gpu_hour
+            r.rate_usd_per_gpu_hour,
+            committed,
+            committed,
+            r.penalty_usd_per_gpu_hour,
+            r.target_gpus if on else 0.0,
         )
     for d in scenario.policy.contracts.on_demand:
         cap = math.inf if d.max_gpus is None else float(d.max_gpus)
@@ -429,7 +443,7 @@ def _book_step(
         served = serving.get(contract_id, 0.0)
         ai += t.paid_usd_per_gpu_hour * min(served, t.cap_gpus) * dt_h
         if t.committed_gpus:
-            penalties += t.penalty_usd_per_gpu_hour * max(0.0, t.committed_gpus - served) * dt_h
+            penalties += t.penalty_usd_per_gpu_hour * max(0.0, t.target_gpus - served) * dt_h
             result.committed_gpu_hours[contract_id] += t.committed_gpus * dt_h
             result.served_gpu_hours[contract_id] += min(served, t.committed_gpus) * dt_h
     result.mining_revenue_usd += mining
@@ -461,5 +475,5 @@ def step_value_usd(scenario: Scenario, step: int, counts: Mapping[tuple[int, str
     for contract_id, t in contract_terms(scenario, step).items():
         served = serving.get(contract_id, 0.0)
         value += t.paid_usd_per_gpu_hour * min(served, t.cap_gpus)
-        value -= t.penalty_usd_per_gpu_hour * max(0.0, t.committed_gpus - served)
+        value -= t.penalty_usd_per_gpu_hour * max(0.0, t.target_gpus - served)
     return value * dt_h

@@ -320,10 +320,11 @@ def best_counts(
 ) -> list[list[int]]:
     """Counts per class and option maximising `engine.step_value_usd` under the power cap.
 
-    Columns: an integer count per (class, option), and per contract a served count `s`
-    (0..ceiling) paying rate + penalty, with s <= GPUs on the contract; the constant
-    -penalty x commitment is left out. With `hard_reserved`, s >= commitment where that
-    is feasible (else the commitment becomes soft, as the planner does).
+    Columns: an integer count per (class, option), and per contract two served counts
+    with s1 + s2 <= GPUs on the contract: s1 (0..target GPUs) paying rate + penalty, s2
+    (up to the ceiling) paying the rate; the constant -penalty x target is left out. With
+    `hard_reserved`, s1 + s2 >= the GPUs the target requires where that is feasible (else
+    the commitment becomes soft, as the planner does).
 
     `running` (per class, the workloads its GPUs run now) adds TIE_BREAK_USD_PER_GPU_HOUR
     to those options, so that among equally good answers the one moving fewer GPUs wins;
@@ -363,10 +364,16 @@ def best_counts(
                 milp.add_column(own, 0.0, float(len(classes[k].gpus)), entries, integer=True)
         for c in contract_ids:
             t = terms[c]
-            lower = float(t.committed_gpus) if pin else 0.0
-            upper = t.cap_gpus if math.isfinite(t.cap_gpus) else INF
-            paid = t.paid_usd_per_gpu_hour + t.penalty_usd_per_gpu_hour
-            milp.add_column(paid, lower, upper, [(contract_rows[c], 1.0)], integer=False)
+            below = t.target_gpus  # each GPU up to the target also saves the penalty
+            above = t.cap_gpus - below if math.isfinite(t.cap_gpus) else INF
+            paid = t.paid_usd_per_gpu_hour
+            lower = (below, t.required_gpus - below) if pin else (0.0, 0.0)
+            for value, low, high in (
+                (paid + t.penalty_usd_per_gpu_hour, lower[0], below),
+                (paid, lower[1], above),
+            ):
+                if high > 0:
+                    milp.add_column(value, low, high, [(contract_rows[c], 1.0)], integer=False)
         values = milp.solve()
         if values is None:
             continue

@@ -3,8 +3,17 @@
 Once per plan (not per message) this walks the fleet and builds one `GpuState` per GPU:
 online or not, healthy or not, what it runs and since when, and what it has measured.
 Measurements are exponentially smoothed per GPU and mining profile: a GPU that reports a
-hashrate while mining `mine:<profile>` contributes that hashrate and its NVML power draw,
-and from then on the planner uses the measured figures instead of the benchmark table.
+hashrate while mining `mine:<profile>` contributes that hashrate and its NVML power draw.
+Each telemetry snapshot counts once, however many plans see it. Readings within the
+profile's `hashrate_warmup_s` of the miner's start (by the agent's `since_s` and its own
+clock; from first sight when the agent cannot say) are a miner still ramping up and are
+skipped. The number of readings taken goes with the figures (`hashrate_samples`), and the
+economics blends the benchmark into the measurement until there are enough of them.
+
+Share counters (the miner's accepted and rejected shares for the GPU, counted since the
+miner started) are summed as increments, a counter that goes down being a new miner run,
+over a window of the most recent `_SHARE_WINDOW` shares (older ones fade out in
+proportion); once `min_shares` are counted the accepted fraction goes with the figures.
 
 What a GPU runs is the agent's latest word in its own order (`GpuBook.actual`): a snapshot
 numbered before the GPU's last final switch event is passed over for that event's word.
@@ -20,13 +29,22 @@ from the first time this daemon saw it, so a restart never shuffles an SLA's GPU
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 
 from orchestrator.central.fleet import FleetState
-from orchestrator.central.gpubook import GpuBook, telemetry_order
+from orchestrator.central.gpubook import GpuBook, Order, telemetry_order
 from orchestrator.domain import MINE_PREFIX, UNKNOWN, Health, NodeStatus, gpu_key
-from orchestrator.policy.model import GpuState, MeasuredRate
+from orchestrator.policy.model import (
+    DEFAULT_HASHRATE_WARMUP_S,
+    DEFAULT_MIN_SHARES,
+    GpuState,
+    MeasuredRate,
+    MiningProfile,
+)
+from orchestrator.protocol import WorkloadReport
+
+_SHARE_WINDOW = 1000.0  # shares: the accepted fraction follows about this many recent ones
 
 
 @dataclass(slots=True)
@@ -36,13 +54,44 @@ class _Seen:
 
 
 @dataclass(slots=True)
+class _Shares:
+    """One GPU's share counts on one profile: decayed sums, and the miner's last counters."""
+
+    accepted: float = 0.0
+    rejected: float = 0.0
+    last: tuple[int, int] | None = None
+
+    def add(self, accepted: int, rejected: int) -> None:
+        last = self.last
+        if last is None or accepted < last[0] or rejected < last[1]:
+            last = (0, 0)  # first sight, or the miner restarted and counts from zero
+        self.accepted += accepted - last[0]
+        self.rejected += rejected - last[1]
+        self.last = (accepted, rejected)
+        total = self.accepted + self.rejected
+        if total > _SHARE_WINDOW:
+            self.accepted *= _SHARE_WINDOW / total
+            self.rejected *= _SHARE_WINDOW / total
+
+    def accepted_fraction(self, min_shares: int) -> float | None:
+        total = self.accepted + self.rejected
+        if total < min(min_shares, _SHARE_WINDOW):
+            return None
+        return self.accepted / total
+
+
+@dataclass(slots=True)
 class FleetObserver:
     """Keeps per-GPU smoothing state between plans."""
 
     smoothing: float = 0.2  # weight of the newest reading
+    profiles: Mapping[str, MiningProfile] = field(default_factory=dict)  # warm-up, min shares
     measured: dict[str, dict[str, MeasuredRate]] = field(default_factory=dict)
     seen: dict[str, _Seen] = field(default_factory=dict)
     uuids: dict[str, str] = field(default_factory=dict)  # NVML UUID -> node:index
+    shares: dict[tuple[str, str], _Shares] = field(default_factory=dict)  # (GPU, profile)
+    read: dict[str, Order] = field(default_factory=dict)  # the snapshot last measured, per GPU
+    ramp: dict[str, _Seen] = field(default_factory=dict)  # first sight of a start not reported
 
     def observe(
         self,
@@ -78,7 +127,14 @@ class FleetObserver:
                     since_s = self._since(key, reported, since_s, now_s, sla_workloads)
                     if report is not None and report.workload == reported:
                         # the reading's hashrate is of the workload it reports, not a stale one
-                        self._measure(key, reported, report.hashrate_hs, gpu.power_draw_w)
+                        self._measure(
+                            key,
+                            report,
+                            gpu.power_draw_w,
+                            order=order,
+                            sent_at_s=telemetry.sent_at_s,
+                            now_s=now_s,
+                        )
                 else:
                     since_s = None
                 pending = in_flight.get(key)
@@ -119,21 +175,63 @@ class FleetObserver:
         return seen.since_s
 
     def _measure(
-        self, key: str, workload: str, hashrate_hs: float | None, power_w: float | None
+        self,
+        key: str,
+        report: WorkloadReport,
+        power_w: float | None,
+        *,
+        order: Order,
+        sent_at_s: float,
+        now_s: float,
     ) -> None:
-        if not workload.startswith(MINE_PREFIX) or not hashrate_hs or power_w is None:
+        workload = report.workload
+        if not workload.startswith(MINE_PREFIX):
+            self.ramp.pop(key, None)  # a later mining run warms up from its own first sight
             return
-        profile = workload[len(MINE_PREFIX) :]
+        if self.read.get(key) == order:
+            return  # a snapshot already taken (plans outpace telemetry)
+        self.read[key] = order
+        profile_id = workload[len(MINE_PREFIX) :]
+        profile = self.profiles.get(profile_id)
+        warmup_s = profile.hashrate_warmup_s if profile else DEFAULT_HASHRATE_WARMUP_S
+        shares = self.shares.setdefault((key, profile_id), _Shares())
+        if report.accepted_shares is not None and report.rejected_shares is not None:
+            shares.add(report.accepted_shares, report.rejected_shares)
+        fraction = shares.accepted_fraction(profile.min_shares if profile else DEFAULT_MIN_SHARES)
         by_profile = self.measured.setdefault(key, {})
-        previous = by_profile.get(profile)
+        previous = by_profile.get(profile_id)
+        hashrate_hs = report.hashrate_hs
+        if (
+            not hashrate_hs
+            or power_w is None
+            or self._ramping(key, report, sent_at_s, now_s, warmup_s)
+        ):
+            if previous is not None:
+                by_profile[profile_id] = replace(previous, accepted_fraction=fraction)
+            return
         if previous is None:
-            by_profile[profile] = MeasuredRate(hashrate_hs=hashrate_hs, power_w=power_w)
+            by_profile[profile_id] = MeasuredRate(hashrate_hs, power_w, 1, fraction)
             return
         a = self.smoothing
-        by_profile[profile] = MeasuredRate(
+        by_profile[profile_id] = MeasuredRate(
             hashrate_hs=a * hashrate_hs + (1 - a) * previous.hashrate_hs,
             power_w=a * power_w + (1 - a) * previous.power_w,
+            hashrate_samples=(previous.hashrate_samples or 0) + 1,
+            accepted_fraction=fraction,
         )
+
+    def _ramping(
+        self, key: str, report: WorkloadReport, sent_at_s: float, now_s: float, warmup_s: float
+    ) -> bool:
+        """Whether the miner started less than `warmup_s` ago: by the agent's clock when it
+        says when it started, else from the first time this daemon saw it run."""
+        if report.since_s is not None:
+            self.ramp.pop(key, None)
+            return sent_at_s - report.since_s < warmup_s
+        seen = self.ramp.get(key)
+        if seen is None or seen.workload != report.workload:
+            seen = self.ramp[key] = _Seen(report.workload, now_s)
+        return now_s - seen.since_s < warmup_s
 
     def resolve(self, name: str) -> str | None:
         """`node:index` for a GPU named either way (`node:index` or its NVML UUID)."""

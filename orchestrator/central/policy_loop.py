@@ -171,7 +171,7 @@ class PolicyLoop:
         self.warmup_s = warmup_s
         self.tick_s = tick_s
         self.clock = clock
-        self.observer = FleetObserver()
+        self.observer = FleetObserver(profiles={p.id: p for p in policy.profiles})
         self.overrides: dict[str, Override] = {}
         self.overrides_version = 0
         self.generation = 0  # raised above earlier terms' by serve at start (`Store.begin_term`)

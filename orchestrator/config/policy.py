@@ -61,8 +61,19 @@ class MiningProfileSection(Section):
     id: str = Field(pattern=_ID)
     algorithm: str = Field(min_length=1)
     pool_fee_fraction: float = Field(default=0.01, ge=0, lt=1)
+    # the miner's own fee (its share of mining time, e.g. 0.01 for 1 %), taken like the
+    # pool's: enter the fee your miner publishes for this algorithm; 0 until you do
+    dev_fee_fraction: float = Field(default=0.0, ge=0, lt=1)
     switch_downtime_s: float = Field(default=30.0, ge=0)
     benchmarks: dict[str, BenchmarkSection] = Field(default_factory=dict)  # by GPU model
+    # hashrate readings this soon after the miner started are ramp-up, not measurements
+    # (DAG build, the miner's own averaging window): they are ignored
+    hashrate_warmup_s: float = Field(default=120.0, ge=0, le=86_400)
+    # measured hashrate replaces the benchmark gradually: after n readings past the warm-up
+    # the planner uses n / this of the measurement and the rest of the benchmark
+    hashrate_trust_samples: int = Field(default=10, ge=1, le=10_000)
+    # accepted / (accepted + rejected) shares is applied once this many shares are counted
+    min_shares: int = Field(default=20, ge=1, le=1_000_000)
 
 
 class ScheduleWindowSection(Section):
@@ -100,7 +111,11 @@ class ServingSection(Section):
 class ReservedContractSection(ServingSection):
     committed_gpus: int = Field(ge=1)
     schedule: Literal["always"] | list[ScheduleWindowSection] = "always"
+    # the SLA is met at committed_gpus x this (rounded up to whole GPUs when planning);
+    # the customer still pays for up to committed_gpus, and the penalty is charged only on
+    # GPU-hours below committed x target (planner, SLA ledger and backtest alike)
     availability_target_fraction: float = Field(default=0.99, gt=0, le=1)
+    # per GPU-hour delivered below committed_gpus x availability_target_fraction
     penalty_usd_per_gpu_hour: float = Field(default=0.0, ge=0)
     lead_time_s: float = Field(default=600.0, ge=0)
 

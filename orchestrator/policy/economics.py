@@ -5,17 +5,25 @@ time. The planner adds the parts that need the whole fleet (contract ceilings, S
 penalties, the site power cap); everything per GPU lives here so that the planner, the
 explanations and the brute-force tests price a GPU the same way.
 
-- mining revenue = hashrate x hashprice ($ per H/s per day) / 24 x (1 - pool fee); the
-  hashrate and power are the fleet's smoothed measurement when there is one, else the
-  profile's benchmark for the GPU model. Measurements are rounded to 1 % buckets first:
-  smoothed telemetry is noisier than that, and it lets the planner treat GPUs with the
-  same bucket as interchangeable (see planner.py).
+- mining revenue = hashrate x hashprice ($ per H/s per day) / 24 x (1 - pool fee) x
+  (1 - the miner's dev fee). The hashrate and power are the fleet's smoothed measurement
+  when there is one, else the profile's benchmark for the GPU model. A measured hashrate
+  replaces the benchmark gradually: after n readings (past the profile's warm-up, which
+  central/observe.py skips) the hashrate is n/N of the measurement and the rest of the
+  benchmark, N = `hashrate_trust_samples`, so one low reading from a miner still ramping
+  cannot undervalue a GPU. It is then scaled by the GPU's accepted share fraction, once
+  enough shares exist: the pool pays for accepted work, not for reported hashes. The
+  results are rounded to 1 % buckets: smoothed telemetry is noisier than that, and it
+  lets the planner treat GPUs with the same bucket as interchangeable (see planner.py).
 - AI revenue = the contract's rate per GPU (on-demand: x expected utilisation). It is paid
   at contract level, only for GPUs up to the commitment or ceiling, so an option carries
   `paid_by` and the planner does the counting.
 - power cost = power_w / 1000 x $/kWh.
-- switching = (downtime x the net revenue lost meanwhile + the fixed cost per switch),
-  spread over the planning horizon so that it reads as $/h like everything else.
+- switching = (downtime x the revenue lost meanwhile + the fixed cost per switch), spread
+  over the planning horizon so that it reads as $/h like everything else. While a workload
+  loads, the GPU earns nothing but already draws the target's power (the backtest books it
+  so), and the option's power cost covers the whole horizon: what the downtime loses is
+  the target's gross revenue, not its net.
 - hysteresis = a further margin a switch must beat staying by: the larger of a fixed $/h
   and a fraction of what staying earns.
 
@@ -32,6 +40,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.domain import IDLE, ai_workload, mine_workload
 from orchestrator.policy.model import (
+    Benchmark,
     Contracts,
     GpuState,
     Market,
@@ -95,9 +104,14 @@ def valid_hashprice(value: float | None) -> bool:
 
 
 def mining_revenue_usd_per_hour(
-    hashrate_hs: float, hashprice_usd_per_hs_day: float, pool_fee_fraction: float
+    hashrate_hs: float,
+    hashprice_usd_per_hs_day: float,
+    pool_fee_fraction: float,
+    dev_fee_fraction: float = 0.0,
 ) -> float:
-    return hashrate_hs * hashprice_usd_per_hs_day / HOURS_PER_DAY * (1.0 - pool_fee_fraction)
+    """What a hashrate earns an hour, after the pool's fee and the miner's dev fee."""
+    kept = (1.0 - pool_fee_fraction) * (1.0 - dev_fee_fraction)
+    return hashrate_hs * hashprice_usd_per_hs_day / HOURS_PER_DAY * kept
 
 
 def power_cost_usd_per_hour(power_w: float, power_price_usd_per_kwh: float) -> float:
@@ -105,10 +119,14 @@ def power_cost_usd_per_hour(power_w: float, power_price_usd_per_kwh: float) -> f
 
 
 def switch_cost_usd_per_hour(
-    downtime_s: float, lost_net_usd_per_hour: float, fixed_cost_usd: float, horizon_s: float
+    downtime_s: float, lost_revenue_usd_per_hour: float, fixed_cost_usd: float, horizon_s: float
 ) -> float:
-    """A switch's cost spread over the horizon: downtime earns nothing, plus the fixed cost."""
-    lost_usd = downtime_s / SECONDS_PER_HOUR * max(lost_net_usd_per_hour, 0.0)
+    """A switch's cost spread over the horizon: downtime earns nothing, plus the fixed cost.
+
+    `lost_revenue_usd_per_hour` is the target's gross revenue: its power is paid during the
+    downtime as well (counted in the option's power cost over the whole horizon).
+    """
+    lost_usd = downtime_s / SECONDS_PER_HOUR * max(lost_revenue_usd_per_hour, 0.0)
     return (lost_usd + fixed_cost_usd) * SECONDS_PER_HOUR / horizon_s
 
 
@@ -122,14 +140,34 @@ def hysteresis_margin_usd_per_hour(
 
 
 def mining_rate(gpu: GpuState, profile: MiningProfile) -> MeasuredRate | None:
-    """Hashrate and power of `gpu` on `profile`: measured (bucketed), else benchmark."""
+    """Hashrate and power of `gpu` on `profile`: measured (bucketed), else benchmark.
+
+    The measured hashrate is blended with the benchmark until it has
+    `profile.hashrate_trust_samples` readings behind it, then scaled by the accepted share
+    fraction when one is known (see the module docstring).
+    """
     measured = gpu.measured.get(profile.id)
-    if measured is not None:
-        return MeasuredRate(bucketed(measured.hashrate_hs), bucketed(measured.power_w))
     benchmark = profile.benchmarks.get(gpu.model)
+    if measured is not None:
+        return MeasuredRate(
+            bucketed(_paid_hashrate_hs(measured, benchmark, profile)), bucketed(measured.power_w)
+        )
     if benchmark is None:
         return None
     return MeasuredRate(benchmark.hashrate_hs, benchmark.power_w)
+
+
+def _paid_hashrate_hs(
+    measured: MeasuredRate, benchmark: Benchmark | None, profile: MiningProfile
+) -> float:
+    hashrate_hs = measured.hashrate_hs
+    samples = measured.hashrate_samples
+    if benchmark is not None and samples is not None:
+        trust = min(1.0, max(samples, 0) / profile.hashrate_trust_samples)
+        hashrate_hs = trust * hashrate_hs + (1.0 - trust) * benchmark.hashrate_hs
+    if measured.accepted_fraction is not None:
+        hashrate_hs *= measured.accepted_fraction
+    return hashrate_hs
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +202,7 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
         price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
         if rate is not None and price is not None and valid_hashprice(price):
             revenue = mining_revenue_usd_per_hour(
-                rate.hashrate_hs, price, profile.pool_fee_fraction
+                rate.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
             )
             raw.append(
                 _Raw(
@@ -268,7 +306,7 @@ def gpu_options(
         if not is_stay:
             switch = switch_cost_usd_per_hour(
                 r.downtime_s,
-                r.revenue_usd_per_hour - power_cost,
+                r.revenue_usd_per_hour,
                 settings.switch_fixed_cost_usd,
                 settings.horizon_s,
             )
@@ -303,7 +341,9 @@ def measured_stay(
         power_w, revenue, known = idle_power_w, 0.0, False
     elif price is not None and valid_hashprice(price):
         power_w, known = rate.power_w, True
-        revenue = mining_revenue_usd_per_hour(rate.hashrate_hs, price, profile.pool_fee_fraction)
+        revenue = mining_revenue_usd_per_hour(
+            rate.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
+        )
     else:
         power_w, revenue, known = rate.power_w, 0.0, False
     return replace(

@@ -18,6 +18,7 @@ the only reason this module knows pydantic models exist.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,6 +34,8 @@ from orchestrator.config.policy import (
 )
 
 MINUTES_PER_DAY = 24 * 60
+DEFAULT_HASHRATE_WARMUP_S = 120.0  # the config's defaults, for profiles built without one
+DEFAULT_MIN_SHARES = 20
 
 
 # ---------------------------------------------------------------- fleet and market
@@ -40,10 +43,18 @@ MINUTES_PER_DAY = 24 * 60
 
 @dataclass(frozen=True, slots=True)
 class MeasuredRate:
-    """What the fleet measured (smoothed) for one GPU running one mining profile."""
+    """What the fleet measured (smoothed) for one GPU running one mining profile.
+
+    `hashrate_samples`: readings (after the profile's warm-up) behind `hashrate_hs`; the
+    economics blends the benchmark into it until `MiningProfile.hashrate_trust_samples`
+    (None: a figure to take as it is). `accepted_fraction`: accepted / (accepted + rejected)
+    shares once enough exist, else None; revenue counts only accepted work.
+    """
 
     hashrate_hs: float
     power_w: float
+    hashrate_samples: int | None = None
+    accepted_fraction: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,10 @@ class MiningProfile:
     pool_fee_fraction: float
     switch_downtime_s: float
     benchmarks: Mapping[str, Benchmark]  # by GPU model name
+    dev_fee_fraction: float = 0.0  # the miner's own fee, taken like the pool's
+    hashrate_warmup_s: float = DEFAULT_HASHRATE_WARMUP_S  # readings this soon after a start
+    hashrate_trust_samples: int = 10  # readings until a measurement replaces the benchmark
+    min_shares: int = DEFAULT_MIN_SHARES  # shares before the accepted fraction is used
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +180,12 @@ class AiPower:
 
 @dataclass(frozen=True, slots=True)
 class ReservedContract:
-    """Committed capacity: `committed_gpus` eligible GPUs during the windows."""
+    """Committed capacity: `committed_gpus` eligible GPUs during the windows.
+
+    The customer pays for up to `committed_gpus`; the SLA is met at
+    `availability_target_fraction` of them (`target_gpus`), and the penalty is charged per
+    GPU-hour below that, the same rule in the planner, the SLA ledger and the backtest.
+    """
 
     id: str
     rate_usd_per_gpu_hour: float
@@ -177,6 +197,17 @@ class ReservedContract:
     lead_time_s: float
     switch_downtime_s: float
     power: AiPower
+
+    @property
+    def target_gpus(self) -> float:
+        """GPUs the SLA is met at: commitment x availability target (the penalty applies
+        below it). Rounded to 1e-9 so that 0.07 x 100 is 7, not 7.000000000000001."""
+        return round(self.committed_gpus * self.availability_target_fraction, 9)
+
+    @property
+    def required_gpus(self) -> int:
+        """The fewest whole GPUs that meet the target: what a hard SLA demands."""
+        return math.ceil(self.target_gpus)
 
     def active(self, now_s: float) -> bool:
         """Committed now: inside a window, or a window opens within the lead time."""
@@ -254,8 +285,9 @@ class SlaStatus:
     active: bool
     committed_gpus: int
     assigned_gpus: int
-    shortfall_gpus: int
-    penalty_usd_per_hour: float
+    shortfall_gpus: int  # short of `required_gpus`
+    penalty_usd_per_hour: float  # penalty x GPUs below commitment x availability target
+    required_gpus: int = 0  # what the availability target demands (0 while inactive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +349,10 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
             pool_fee_fraction=p.pool_fee_fraction,
             switch_downtime_s=p.switch_downtime_s,
             benchmarks={m: Benchmark(b.hashrate_hs, b.power_w) for m, b in p.benchmarks.items()},
+            dev_fee_fraction=p.dev_fee_fraction,
+            hashrate_warmup_s=p.hashrate_warmup_s,
+            hashrate_trust_samples=p.hashrate_trust_samples,
+            min_shares=p.min_shares,
         )
         for p in section.mining_profiles
     )

@@ -14,9 +14,11 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
    is reported like any other. At or above the power-price strike
    (`curtail_price_strike_usd_per_kwh`), movable GPUs are offered only idle and the active
    reserved contracts: mining and on-demand AI are shed outright.
-3. Reserved contracts get their committed GPUs (hard), unless `allow_sla_shortfall`, in
-   which case a shortfall is just its penalty in the objective. When it cannot be met the
-   plan serves as many as possible and reports each contract's shortfall and penalty.
+3. Reserved contracts get the GPUs their availability target requires (commitment x
+   target, rounded up; hard), unless `allow_sla_shortfall`, in which case a shortfall is
+   just its penalty in the objective: penalty x GPUs below commitment x target. The
+   customer pays for up to the whole commitment. When it cannot be met the plan serves as
+   many as possible and reports each contract's shortfall and penalty.
 4. Soft locks hold where possible: a GPU inside its minimum dwell, or on an algorithm with
    no valid price, stays. Only tiers 2 and 3 may move it, as few such GPUs as possible.
 5. Maximise sum over GPUs of (revenue - power - switching cost over the horizon - hysteresis
@@ -24,11 +26,13 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
    committed / ceiling number of GPUs.
 
 Solving. GPUs are grouped into classes: same model and memory, same current workload, same
-soft lock and the same measured-rate buckets. Every member of a class has the same option
-list, the same score and power for each option and the same contract eligibility, so any
-per-GPU assignment maps to per-class counts with the same objective and constraint values,
-and any integer counts map back to a per-GPU assignment: the aggregation is exact. The
-MILP has one integer count per (class, option) and one served-count per contract, which
+soft lock and the same bucketed rates from their measurements (as `mining_rate` prices
+them: blended with the benchmark, on accepted shares). Every member of a class has the
+same option list, the same score and power for each option and the same contract
+eligibility, so any per-GPU assignment maps to per-class counts with the same objective
+and constraint values, and any integer counts map back to a per-GPU assignment: the
+aggregation is exact. The MILP has one integer count per (class, option) and up to three
+served-count pieces per contract (`_ContractTerms.served_pieces`), which
 is a transportation problem plus at most three side rows, and HiGHS solves it in
 milliseconds (`orchestrator.policy.milp`: the LP relaxation first, exact). The common case
 is one solve (tiers 3 and 4 already satisfied). When that is infeasible, a second solve
@@ -47,7 +51,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.domain import IDLE, MINE_PREFIX, Workload, WorkloadKind, ai_contract_of
 from orchestrator.policy.curtailment import strike_applies, strike_text
-from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
+from orchestrator.policy.economics import Option, gpu_options, measured_stay, mining_rate
 from orchestrator.policy.explain import (
     ContractFacts,
     ReasonContext,
@@ -95,8 +99,31 @@ class _Class:
 class _ContractTerms:
     paid_usd_per_gpu_hour: float
     paid_cap: float  # GPUs paid for at most
-    committed: int  # active reserved commitment, else 0
+    committed: int  # GPUs an active reserved contract requires (its target, rounded up), else 0
     penalty_usd_per_gpu_hour: float
+    target: float = 0.0  # the penalty applies below this many GPUs (commitment x target)
+
+    def served_pieces(self) -> list[tuple[float, float, bool]]:
+        """The contract's value of its x-th served GPU, as LP pieces filled in order.
+
+        (GPUs in the piece, $/h per GPU, counts toward the SLA). Paid x min(x, cap) less
+        penalty x max(0, target - x) is concave in x: a GPU up to the target earns the rate
+        and saves the penalty, the one that crosses a fractional target saves only the
+        fraction, and the rest up to the cap earn the rate alone. The pieces that count
+        toward the SLA add up to `committed`, so the SLA tiers count whole GPUs.
+        """
+        pieces: list[tuple[float, float, bool]] = []
+        paid, penalty = self.paid_usd_per_gpu_hour, self.penalty_usd_per_gpu_hour
+        whole = math.floor(self.target)
+        fraction = self.target - whole
+        if whole > 0:
+            pieces.append((float(whole), paid + penalty, True))
+        if fraction > 0:
+            pieces.append((1.0, paid + penalty * fraction, True))
+        rest = self.paid_cap - self.committed
+        if rest > 0:
+            pieces.append((rest, paid, False))
+        return pieces
 
 
 @dataclass(slots=True)
@@ -111,9 +138,13 @@ class _Fixed:
 def _contract_terms(contracts: Contracts, active: frozenset[str]) -> dict[str, _ContractTerms]:
     terms = {}
     for r in contracts.reserved:
-        committed = r.committed_gpus if r.id in active else 0
+        on = r.id in active
         terms[r.id] = _ContractTerms(
-            r.rate_usd_per_gpu_hour, committed, committed, r.penalty_usd_per_gpu_hour
+            r.rate_usd_per_gpu_hour,
+            r.committed_gpus if on else 0,
+            r.required_gpus if on else 0,
+            r.penalty_usd_per_gpu_hour,
+            r.target_gpus if on else 0.0,
         )
     for d in contracts.on_demand:
         cap = math.inf if d.max_gpus is None else d.max_gpus
@@ -154,7 +185,7 @@ class _Problem:
         self.time_limit_s: float | None = None
         self.unproven_gap: float | None = None  # set when a solve hit the time limit
 
-    def solve(
+    def solve(  # noqa: PLR0912  (one column kind after another, read top to bottom)
         self,
         *,
         pin_soft: bool,
@@ -167,8 +198,8 @@ class _Problem:
         """Counts per class and option, or None when infeasible.
 
         `pin_soft` keeps soft-locked classes in place; `pin_sla` demands every active
-        commitment in full. `lexicographic_weight` replaces the money objective with
-        weight x committed GPUs served (when `hard_sla`) + soft-locked GPUs kept in place,
+        contract's required GPUs. `lexicographic_weight` replaces the money objective with
+        weight x required GPUs served (when `hard_sla`) + soft-locked GPUs kept in place,
         all integers; `min_served` and `min_stays` then hold the levels it found.
         """
         milp = Milp()
@@ -233,14 +264,14 @@ class _Problem:
                 )
                 move_columns.append((k, j))
         for contract_id in self.contract_ids:
-            t = self.terms[contract_id]
-            paid = t.paid_usd_per_gpu_hour + t.penalty_usd_per_gpu_hour
-            if lexicographic_weight is not None:
-                paid = lexicographic_weight if hard_sla and t.committed else 0.0
-            column = [(contract_row[contract_id], 1.0), (sla_row if t.committed else -1, 1.0)]
-            lower = float(t.committed) if pin_sla else 0.0
-            upper = t.paid_cap if math.isfinite(t.paid_cap) else INF
-            milp.add_column(paid, lower, upper, column, integer=False)
+            for size, paid, counts in self.terms[contract_id].served_pieces():
+                value = paid
+                if lexicographic_weight is not None:
+                    value = lexicographic_weight if hard_sla and counts else 0.0
+                column = [(contract_row[contract_id], 1.0), (sla_row if counts else -1, 1.0)]
+                lower = size if pin_sla and counts else 0.0
+                upper = size if math.isfinite(size) else INF
+                milp.add_column(value, lower, upper, column, integer=False)
         try:
             solution = milp.solve(time_limit_s=self.time_limit_s)
         except SolverError as exc:
@@ -377,10 +408,14 @@ def _measured_keys(
     own: list[tuple[str, float, float]] = []
     other: list[tuple[str, float, float]] = []
     for profile_id in sorted(gpu.measured):
-        if profile_id not in profiles_by_id:
+        profile = profiles_by_id.get(profile_id)
+        if profile is None:
             continue
-        m = gpu.measured[profile_id]
-        entry = (profile_id, bucketed(m.hashrate_hs), bucketed(m.power_w))
+        # what the economics makes of the measurement (blended, accepted share, bucketed)
+        rate = mining_rate(gpu, profile)
+        if rate is None:  # not reached: a measured profile always has a rate
+            continue
+        entry = (profile_id, rate.hashrate_hs, rate.power_w)
         (own if profile_id == current_profile else other).append(entry)
     return tuple(own), tuple(other)
 
@@ -596,7 +631,7 @@ def _totals(
     for contract_id, t in terms.items():
         x = assigned.get(contract_id, 0)
         paid = t.paid_usd_per_gpu_hour * min(x, t.paid_cap)
-        penalty = t.penalty_usd_per_gpu_hour * max(0, t.committed - x)
+        penalty = t.penalty_usd_per_gpu_hour * max(0.0, t.target - x)
         objective += paid - penalty
         net += paid - penalty
     sla: list[SlaStatus] = []
@@ -604,10 +639,16 @@ def _totals(
         t = terms[reserved.id]
         x = assigned.get(reserved.id, 0)
         shortfall = max(0, t.committed - x)
-        penalty = t.penalty_usd_per_gpu_hour * shortfall
+        penalty = t.penalty_usd_per_gpu_hour * max(0.0, t.target - x)
         sla.append(
             SlaStatus(
-                reserved.id, reserved.id in active, reserved.committed_gpus, x, shortfall, penalty
+                reserved.id,
+                reserved.id in active,
+                reserved.committed_gpus,
+                x,
+                shortfall,
+                penalty,
+                required_gpus=t.committed,
             )
         )
         if shortfall:
@@ -617,7 +658,9 @@ def _totals(
                 else "not enough eligible healthy online GPUs"
             )
             problems.append(
-                f"SLA {reserved.id}: {x} of {t.committed} committed GPUs assigned, shortfall "
+                f"SLA {reserved.id}: {x} of {t.committed} required GPUs assigned "
+                f"({reserved.committed_gpus} committed at a "
+                f"{reserved.availability_target_fraction:.4g} availability target), shortfall "
                 f"{shortfall} ({why}), penalty {penalty:.2f} $/h"
             )
     return _Totals(objective, net, power_w, assigned, tuple(sla))

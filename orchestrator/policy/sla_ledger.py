@@ -9,7 +9,9 @@ only credits what was observed. A gap longer than `max_gap_s` (the daemon was do
 not accrued at all, rather than guessed.
 
 A billing period is a UTC calendar month, ISO week or day. Availability is delivered /
-committed for the period; the shortfall is charged at the contract's penalty rate.
+committed for the period. The SLA is met at the contract's availability target: the
+shortfall is the GPU-hours delivered below target x committed, and only that is charged at
+the penalty rate (the planner and the backtest charge the same, GPU by GPU, each hour).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from orchestrator.policy.model import ReservedContract
 
 BillingPeriod = Literal["month", "week", "day"]
 SECONDS_PER_HOUR = 3600.0
+_ROUNDING_TOLERANCE = 1e-9
 
 
 def period_start(now_s: float, period: BillingPeriod) -> datetime:
@@ -45,8 +48,14 @@ class LedgerEntry:
     availability_target_fraction: float = 1.0
 
     @property
+    def target_gpu_hours(self) -> float:
+        """What meets the SLA: committed GPU-hours x the availability target."""
+        return self.committed_gpu_hours * self.availability_target_fraction
+
+    @property
     def shortfall_gpu_hours(self) -> float:
-        return max(0.0, self.committed_gpu_hours - self.delivered_gpu_hours)
+        """GPU-hours delivered below the target: what the penalty is charged on."""
+        return max(0.0, self.target_gpu_hours - self.delivered_gpu_hours)
 
     @property
     def availability_fraction(self) -> float | None:
@@ -61,7 +70,12 @@ class LedgerEntry:
     @property
     def below_target(self) -> bool:
         availability = self.availability_fraction
-        return availability is not None and availability < self.availability_target_fraction
+        # GPU-hours are sums of many small floats: availability exactly at the target must
+        # not read as below it by a rounding error
+        return (
+            availability is not None
+            and availability < self.availability_target_fraction - _ROUNDING_TOLERANCE
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -69,6 +83,7 @@ class LedgerEntry:
             "period_start": datetime.fromtimestamp(self.period_start_s, tz=UTC).isoformat(),
             "committed_gpu_hours": round(self.committed_gpu_hours, 6),
             "delivered_gpu_hours": round(self.delivered_gpu_hours, 6),
+            "target_gpu_hours": round(self.target_gpu_hours, 6),
             "shortfall_gpu_hours": round(self.shortfall_gpu_hours, 6),
             "availability_fraction": self.availability_fraction,
             "availability_target_fraction": self.availability_target_fraction,

@@ -75,6 +75,7 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
                 "contract": s.contract_id,
                 "active": s.active,
                 "committed_gpus": s.committed_gpus,
+                "required_gpus": s.required_gpus,
                 "assigned_gpus": s.assigned_gpus,
                 "shortfall_gpus": s.shortfall_gpus,
                 "penalty_usd_per_hour": s.penalty_usd_per_hour,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -43,11 +44,44 @@ def test_power_cost_is_kilowatts_times_price() -> None:
     assert power_cost_usd_per_hour(300.0, 0.10) == pytest.approx(0.03)
 
 
-def test_switch_cost_is_lost_net_revenue_during_downtime_plus_fixed_cost_over_the_horizon() -> None:
-    """5 min down at $1.20/h net loses $0.10; + $0.20 fixed = $0.30 over 1 h = $0.30/h."""
+def test_switch_cost_is_lost_revenue_during_downtime_plus_fixed_cost_over_the_horizon() -> None:
+    """5 min down at $1.20/h revenue loses $0.10; + $0.20 fixed = $0.30 over 1 h = $0.30/h."""
     assert switch_cost_usd_per_hour(300.0, 1.2, 0.2, 3600.0) == pytest.approx(0.30)
     assert switch_cost_usd_per_hour(300.0, 1.2, 0.2, 7200.0) == pytest.approx(0.15)
     assert switch_cost_usd_per_hour(300.0, -1.0, 0.0, 3600.0) == 0.0  # a loss is not lost
+
+
+def _switch_to_spot(power_price_usd_per_kwh: float) -> tuple[float, float]:
+    """(net $/h, switch cost $/h) of an idle GPU moving to on-demand AI paying $0.50/h at
+    300 W with 30 min to load, over a 1 h horizon."""
+    spot = OnDemandContract("spot", 0.5, 1.0, None, Eligibility(), 1800.0, AiPower(default_w=300.0))
+    options = gpu_options(
+        _gpu("idle"),
+        market=Market({}, power_price_usd_per_kwh),
+        contracts=Contracts(on_demand=(spot,)),
+        profiles=[],
+        settings=PlannerSettings(horizon_s=3600.0, hysteresis_margin_usd_per_gpu_hour=0.0),
+        active_reserved=frozenset(),
+    )
+    option = next(o for o in options if o.workload == "ai:spot")
+    return option.net_usd_per_hour, option.switch_cost_usd_per_hour
+
+
+def test_a_switch_pays_power_while_the_workload_loads_as_the_backtest_books_it() -> None:
+    """Over the 1 h horizon the GPU earns for 30 min ($0.25) and draws 300 W for the whole
+    hour ($0.03 at $0.10/kWh): $0.22 net, so the switch costs the $0.25 of revenue the
+    load loses, not the $0.235 of net revenue (which would leave the load's power unpaid)."""
+    net, switch = _switch_to_spot(0.10)
+    assert switch == pytest.approx(0.25)
+    assert net == pytest.approx(0.5 * 0.5 - 0.03)
+
+
+def test_a_switch_into_a_net_loss_still_loses_its_revenue_while_loading() -> None:
+    """At $2/kWh the AI option loses money ($0.50 - $0.60 a hour); its 30 min load still
+    forgoes $0.25 of revenue while the power is paid: net $0.25 - $0.60 = -$0.35."""
+    net, switch = _switch_to_spot(2.0)
+    assert switch == pytest.approx(0.25)
+    assert net == pytest.approx(-0.35)
 
 
 def test_hysteresis_margin_is_the_larger_of_absolute_and_fraction() -> None:
@@ -129,3 +163,52 @@ def test_significant_price_move_uses_the_fraction_and_notices_missing_prices() -
     assert significant_price_move(before, Market({"kawpow": None}, 0.1), 0.05)
     assert significant_price_move(before, Market({"kawpow": math.nan}, 0.1), 0.05)
     assert significant_price_move(before, Market({"kawpow": 1e-8}, 0.2), 0.05)
+
+
+def _stay_revenue(measured: MeasuredRate, profile: MiningProfile = PROFILE) -> float:
+    """$/h the GPU earns staying on `profile` at 4e-8 $/H/s/day with `measured`."""
+    options = gpu_options(
+        _gpu("mine:kawpow", {"kawpow": measured}),
+        market=Market({"kawpow": 4e-8}, 0.1),
+        contracts=Contracts(),
+        profiles=[profile],
+        settings=PlannerSettings(),
+        active_reserved=frozenset(),
+    )
+    return next(o for o in options if o.is_stay).revenue_usd_per_hour
+
+
+def _usd_per_hour(hashrate_hs: float, fees: float = 0.99) -> float:
+    return hashrate_hs * 4e-8 / 24 * fees
+
+
+def test_a_measurement_replaces_the_benchmark_gradually_by_its_readings() -> None:
+    """Benchmark 30 MH/s, measured 20 MH/s, full trust at 10 readings (the default): one
+    reading moves the value a tenth of the way (29 MH/s), five half way (25), ten and more
+    all the way (20). A ramping miner's first low reading cannot undervalue the GPU."""
+    for samples, expected_hs in ((1, 29e6), (5, 25e6), (10, 20e6), (40, 20e6)):
+        revenue = _stay_revenue(MeasuredRate(20e6, 200.0, hashrate_samples=samples))
+        assert revenue == pytest.approx(_usd_per_hour(expected_hs), rel=0.006), samples
+    trusting = replace(PROFILE, hashrate_trust_samples=1)
+    assert _stay_revenue(MeasuredRate(20e6, 200.0, 1), trusting) == pytest.approx(
+        _usd_per_hour(20e6), rel=0.006
+    )
+
+
+def test_a_measurement_without_a_benchmark_is_taken_as_it_is() -> None:
+    """Nothing to blend with: a model missing from the table earns on its measurement."""
+    no_table = replace(PROFILE, benchmarks={})
+    revenue = _stay_revenue(MeasuredRate(20e6, 200.0, hashrate_samples=1), no_table)
+    assert revenue == pytest.approx(_usd_per_hour(20e6), rel=0.006)
+
+
+def test_revenue_counts_accepted_shares_only_and_the_miners_dev_fee() -> None:
+    """20 MH/s reported with 96 % of shares accepted earns on 19.2 MH/s; a 2 % dev fee is
+    taken like the 1 % pool fee: x 0.99 x 0.98."""
+    measured = MeasuredRate(20e6, 200.0, accepted_fraction=0.96)
+    assert _stay_revenue(measured) == pytest.approx(_usd_per_hour(19.2e6), rel=0.006)
+    with_fee = replace(PROFILE, dev_fee_fraction=0.02)
+    assert _stay_revenue(measured, with_fee) == pytest.approx(
+        _usd_per_hour(19.2e6, 0.99 * 0.98), rel=0.006
+    )
+    assert mining_revenue_usd_per_hour(30e6, 4e-8, 0.01, 0.02) == pytest.approx(0.0495 * 0.98)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+import pytest
+
 from orchestrator.policy.model import (
     AiPower,
     Benchmark,
@@ -196,14 +198,45 @@ def test_sla_beats_min_dwell_and_the_reason_says_so() -> None:
 
 
 def test_an_infeasible_sla_serves_what_it_can_and_reports_the_shortfall() -> None:
-    """Five committed, three eligible GPUs: all three serve, shortfall 2 with its penalty."""
+    """Five committed at a 99 % target (4.95 GPUs, so 5 required), three eligible GPUs: all
+    three serve, shortfall 2, and the $5/h penalty is charged on the 1.95 GPUs below the
+    target."""
     fleet = [gpu(i) for i in range(3)]
     result = run(fleet, market(1e-6), Contracts(reserved=(reserved(5),)))
     assert all(a.workload == "ai:acme" for a in result.assignments.values())
     (status,) = result.sla
-    assert (status.assigned_gpus, status.shortfall_gpus) == (3, 2)
-    assert status.penalty_usd_per_hour == 10.0
+    assert (status.assigned_gpus, status.required_gpus, status.shortfall_gpus) == (3, 5, 2)
+    assert status.penalty_usd_per_hour == pytest.approx(5.0 * 1.95)
     assert any("SLA acme: 3 of 5" in p and "shortfall 2" in p for p in result.problems)
+
+
+def test_the_sla_is_met_at_its_availability_target_not_above_it() -> None:
+    """Four committed at a 75 % target: three GPUs meet the SLA. Mining pays far more than
+    the contract's $0.20/h, so the fourth GPU mines, with no shortfall and no penalty."""
+    fleet = [gpu(i) for i in range(5)]
+    contract = replace(reserved(4), availability_target_fraction=0.75)
+    result = run(fleet, market(1e-6), Contracts(reserved=(contract,)))
+    on_acme = [a for a in result.assignments.values() if a.workload == "ai:acme"]
+    assert len(on_acme) == 3
+    assert all(a.reason.startswith("switch to ai:acme: SLA acme needs 3, has 3") for a in on_acme)
+    (status,) = result.sla
+    assert (status.committed_gpus, status.required_gpus, status.assigned_gpus) == (4, 3, 3)
+    assert (status.shortfall_gpus, status.penalty_usd_per_hour) == (0, 0.0)
+    assert result.problems == ()
+
+
+def test_the_penalty_applies_only_below_the_target_when_shortfall_is_allowed() -> None:
+    """Two committed at a 75 % target (1.5 GPUs) and one eligible GPU that mines, shortfall
+    allowed: the penalty is $5/h x 1.5, not x 2 (the commitment) or x 1 (whole GPUs)."""
+    settings = replace(SETTINGS, allow_sla_shortfall=True)
+    contract = replace(reserved(2), availability_target_fraction=0.75)
+    result = run([gpu(0)], market(1e-5), Contracts(reserved=(contract,)), settings=settings)
+    assert result.assignments["n0:0"].workload == "mine:kawpow"  # $12.5/h > $0.20 + $7.50
+    (status,) = result.sla
+    assert (status.required_gpus, status.shortfall_gpus) == (2, 2)
+    assert status.penalty_usd_per_hour == pytest.approx(7.5)
+    # the objective counts the same penalty: mining $12.5 - power $0.03 - penalty $7.50
+    assert result.net_usd_per_hour == pytest.approx(12.5 - 0.03 - 7.5)
 
 
 def test_allowed_shortfall_is_an_economic_choice() -> None:
@@ -325,3 +358,21 @@ def test_when_nothing_pays_for_a_switch_no_gpu_moves() -> None:
     assert {k: a.workload for k, a in result.assignments.items()} == {
         g.key: g.current_workload for g in fleet
     }
+
+
+def test_gpus_with_one_measurement_but_different_evidence_are_priced_apart() -> None:
+    """Both GPUs measured 20 MH/s (benchmark 30): after one reading the planner counts
+    29 MH/s, after ten, 20. Grouping GPUs by their raw measurement would price both alike."""
+    fleet = [
+        gpu(i, measured={"kawpow": MeasuredRate(20e6, 250.0, hashrate_samples=n)})
+        for i, n in enumerate((1, 10))
+    ]
+    result = run(fleet, market(2.4e-7))  # $0.01/h per MH/s
+    stays = [
+        next(c for c in result.assignments[g.key].candidates if c.workload == "mine:kawpow")
+        for g in fleet
+    ]
+    power_usd = 0.025  # 250 W at 0.1 $/kWh
+    bucket_usd = 0.003  # 1 % buckets of about $0.25/h
+    assert stays[0].net_usd_per_hour == pytest.approx(0.29 - power_usd, abs=bucket_usd)
+    assert stays[1].net_usd_per_hour == pytest.approx(0.20 - power_usd, abs=bucket_usd)

@@ -57,6 +57,7 @@ def instances(draw: st.DrawFn) -> Instance:
             id=f"p{i}",
             algorithm=f"alg{i}",
             pool_fee_fraction=draw(st.sampled_from([0.0, 0.02])),
+            dev_fee_fraction=draw(st.sampled_from([0.0, 0.01])),
             switch_downtime_s=draw(st.sampled_from([0.0, 60.0])),
             benchmarks={
                 m: Benchmark(draw(st.integers(1, 10)) * 1e6, float(draw(st.integers(50, 300))))
@@ -78,7 +79,7 @@ def instances(draw: st.DrawFn) -> Instance:
                     models=draw(st.sampled_from([frozenset(), frozenset({"A"})]))
                 ),
                 windows=draw(st.sampled_from([None, ()])),  # always, or never active
-                availability_target_fraction=0.99,
+                availability_target_fraction=draw(st.sampled_from([0.5, 0.75, 0.99, 1.0])),
                 penalty_usd_per_gpu_hour=draw(st.sampled_from([0.0, 0.3, 2.0])),
                 lead_time_s=0.0,
                 switch_downtime_s=draw(st.sampled_from([0.0, 300.0])),
@@ -111,8 +112,13 @@ def instances(draw: st.DrawFn) -> Instance:
             on_current: bool = draw(st.booleans())
             if on_current and current is not None and current.startswith("mine:"):
                 profile_id = current.removeprefix("mine:")
-            measured[profile_id] = MeasuredRate(
-                draw(st.integers(1, 10)) * 1e6, float(draw(st.integers(50, 300)))
+            measured[profile_id] = MeasuredRate(  # few values: GPUs share measurements
+                draw(st.integers(1, 4)) * 1e6,
+                draw(st.sampled_from([100.0, 250.0])),
+                # blended with the benchmark until trusted, scaled by accepted shares: GPUs
+                # with one raw measurement but different evidence are priced apart
+                hashrate_samples=draw(st.sampled_from([None, 1, 5, 20])),
+                accepted_fraction=draw(st.sampled_from([None, 0.9, 1.0])),
             )
         fleet.append(
             GpuState(
@@ -170,15 +176,26 @@ def _options(inst: Instance, gpu: GpuState) -> tuple[Option, ...]:
     )
 
 
-def _terms(inst: Instance) -> dict[str, tuple[float, float, int, float]]:
-    """contract -> (paid per GPU, GPUs paid at most, committed, penalty per GPU)."""
+def _terms(inst: Instance) -> dict[str, tuple[float, float, int, float, float]]:
+    """contract -> (paid per GPU, GPUs paid at most, GPUs required, penalty per GPU below
+    the target, target GPUs): paid for the commitment, met at commitment x target."""
     terms = {}
     for r in inst.contracts.reserved:
-        n = r.committed_gpus if r.active(NOW_S) else 0
-        terms[r.id] = (r.rate_usd_per_gpu_hour, float(n), n, r.penalty_usd_per_gpu_hour)
+        on = r.active(NOW_S)
+        n = r.committed_gpus if on else 0
+        target = n * r.availability_target_fraction
+        required = math.ceil(round(target, 9))
+        terms[r.id] = (
+            r.rate_usd_per_gpu_hour,
+            float(n),
+            required,
+            r.penalty_usd_per_gpu_hour,
+            target,
+        )
     for d in inst.contracts.on_demand:
         cap = math.inf if d.max_gpus is None else float(d.max_gpus)
-        terms[d.id] = (d.rate_usd_per_gpu_hour * d.expected_utilisation_fraction, cap, 0, 0.0)
+        paid = d.rate_usd_per_gpu_hour * d.expected_utilisation_fraction
+        terms[d.id] = (paid, cap, 0, 0.0, 0.0)
     return terms
 
 
@@ -229,10 +246,10 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
         if _soft(inst, gpu, _options(inst, gpu)) and not option.is_stay:
             breaks += 1
     shortfall = 0
-    for contract_id, (paid, cap, committed, penalty) in terms.items():
+    for contract_id, (paid, cap, required, penalty, target) in terms.items():
         x = assigned[contract_id]
-        objective += paid * min(x, cap) - penalty * max(0, committed - x)
-        shortfall += max(0, committed - x)
+        objective += paid * min(x, cap) - penalty * max(0.0, target - x)
+        shortfall += max(0, required - x)
     return Outcome(shortfall, breaks, objective, power_w)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -29,7 +30,9 @@ def at(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def test_an_hour_with_three_of_four_gpus_serving_owes_one_gpu_hour() -> None:
+def test_an_hour_with_three_of_four_gpus_serving_owes_what_falls_below_the_target() -> None:
+    """4 GPU-hours committed at a 99 % target: 3.96 meet the SLA, 3 were delivered, so
+    0.96 GPU-hours are short and cost $6 each."""
     ledger = SlaLedger((contract(),), max_gap_s=120.0)
     start = at("2026-03-10T12:00:00")
     for minute in range(61):
@@ -37,10 +40,26 @@ def test_an_hour_with_three_of_four_gpus_serving_owes_one_gpu_hour() -> None:
     (entry,) = ledger.current(start + 3600.0)
     assert entry.committed_gpu_hours == pytest.approx(4.0)
     assert entry.delivered_gpu_hours == pytest.approx(3.0)
-    assert entry.shortfall_gpu_hours == pytest.approx(1.0)
-    assert entry.penalty_usd == pytest.approx(6.0)
+    assert entry.target_gpu_hours == pytest.approx(3.96)
+    assert entry.shortfall_gpu_hours == pytest.approx(0.96)
+    assert entry.penalty_usd == pytest.approx(0.96 * 6.0)
     assert entry.availability_fraction == pytest.approx(0.75)
     assert entry.below_target
+    assert entry.to_json()["penalty_usd"] == pytest.approx(5.76)
+
+
+def test_availability_at_the_target_is_met_and_costs_no_penalty() -> None:
+    """At a 75 % target, three of four GPUs for an hour meet the SLA: no shortfall, no
+    penalty, not below target."""
+    ledger = SlaLedger((replace(contract(), availability_target_fraction=0.75),))
+    start = at("2026-03-10T12:00:00")
+    for minute in range(61):
+        ledger.accrue(start + minute * 60.0, {"acme": 3})
+    (entry,) = ledger.current(start + 3600.0)
+    assert entry.availability_fraction == pytest.approx(0.75)
+    assert entry.shortfall_gpu_hours == pytest.approx(0.0, abs=1e-9)
+    assert entry.penalty_usd == pytest.approx(0.0, abs=1e-9)
+    assert not entry.below_target
 
 
 def test_extra_gpus_are_not_credited_beyond_the_commitment() -> None:

@@ -2,8 +2,8 @@
 
 The agent starts `tests/agents/miners/stub_miner.py` as its child on the GPU's API port,
 checks its health through the T-Rex API (hashrate > 0 on the device whose PCI bus id is the
-NVML GPU's), reports that hashrate in telemetry, re-attaches to it after a restart, and stops
-it on `idle`.
+NVML GPU's), reports that hashrate and the device's share counters in telemetry, re-attaches
+to it after a restart, and stops it on `idle`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from tests.agents.miners.conftest import STUB
 NODE = "rig-p"
 
 
-def trex_summary(pci_bus_id: str, hashrate_hs: float | None) -> dict[str, Any]:
+def trex_summary(
+    pci_bus_id: str, hashrate_hs: float | None, *, accepted: int = 12, rejected: int = 0
+) -> dict[str, Any]:
     """A T-Rex 0.26 `/summary` for one GPU on `pci_bus_id` (NVML form)."""
     bus = int(pci_bus_id.split(":")[1], 16)
     return {
-        "accepted_count": 12,
+        "accepted_count": accepted,
         "algorithm": "kawpow",
         "api": "4.2",
         "gpu_total": 1,
@@ -46,7 +48,11 @@ def trex_summary(pci_bus_id: str, hashrate_hs: float | None) -> dict[str, Any]:
                 "pci_bus": bus,
                 "pci_domain": 0,
                 "pci_id": 0,
-                "shares": {"accepted_count": 12, "rejected_count": 0, "invalid_count": 0},
+                "shares": {
+                    "accepted_count": accepted,
+                    "rejected_count": rejected,
+                    "invalid_count": 0,
+                },
             }
         ],
         "hashrate": hashrate_hs,
@@ -98,7 +104,7 @@ async def test_a_stub_miner_is_started_health_checked_by_bus_id_recovered_and_st
 ) -> None:
     bus_ids = fake_pci_bus_ids(NODE, 2)
     fixture = tmp_path / "trex-summary.json"
-    fixture.write_text(json.dumps(trex_summary(bus_ids[0], 21.5e6)))
+    fixture.write_text(json.dumps(trex_summary(bus_ids[0], 21.5e6, accepted=48, rejected=2)))
     config = agent_config(mosquitto, NODE, profiles=[trex_profile(fixture, free_port("127.0.0.1"))])
     backend = build_backend(config.gpu, node=NODE)
     first = NodeAgent(config, backend=backend)
@@ -110,6 +116,8 @@ async def test_a_stub_miner_is_started_health_checked_by_bus_id_recovered_and_st
             gpu = await view.reported(0, "mine:trex")
             assert gpu.workload is not None
             assert gpu.workload.hashrate_hs == 21.5e6
+            # the miner's share counters for this GPU travel with it (serve values accepted work)
+            assert (gpu.workload.accepted_shares, gpu.workload.rejected_shares) == (48, 2)
             handle = executor.slots[0].handle
             assert handle is not None
             pid = int(handle.ref)
