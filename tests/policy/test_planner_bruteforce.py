@@ -196,6 +196,14 @@ def _fixed(inst: Instance, gpu: GpuState) -> tuple[str, Option | None] | None:
     return lock, next((o for o in _options(inst, gpu) if o.workload == workload), None)
 
 
+def _fixed_power_w(inst: Instance, gpu: GpuState, option: Option | None) -> float:
+    """A fixed GPU's draw: its workload's, or where that is unknown its most power-hungry
+    option (these GPUs report neither a reading nor a limit), never 0 W."""
+    if option is not None:
+        return option.power_w
+    return max(o.power_w for o in _options(inst, gpu))
+
+
 def _soft(inst: Instance, gpu: GpuState, options: tuple[Option, ...]) -> bool:
     stay = next((o for o in options if o.is_stay), None)
     if stay is None:
@@ -214,7 +222,7 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
         fixed = _fixed(inst, gpu)
         if fixed is not None:
             lock, option = fixed
-            power_w += option.power_w if option is not None else inst.settings.idle_power_w
+            power_w += _fixed_power_w(inst, gpu, option)
             if lock == "override" and option is not None:
                 own = 0.0 if option.paid_by else option.revenue_usd_per_hour
                 objective += own - option.power_cost_usd_per_hour
@@ -243,7 +251,7 @@ def _cap_w(inst: Instance) -> float:
     for gpu in inst.fleet:
         fixed = _fixed(inst, gpu)
         if fixed is not None:
-            lowest_w += fixed[1].power_w if fixed[1] is not None else inst.settings.idle_power_w
+            lowest_w += _fixed_power_w(inst, gpu, fixed[1])
         else:
             lowest_w += min(o.power_w for o in _options(inst, gpu))
     return max(inst.settings.site_power_cap_kw * 1000.0, lowest_w)
