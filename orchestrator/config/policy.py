@@ -96,7 +96,7 @@ class ServingSection(Section):
     switch_downtime_s: float = Field(default=300.0, ge=0)
     # board power while serving, by GPU model, else the default: priors that the fleet's
     # measurements replace (`[power]`)
-    power_w: dict[str, float] = Field(default_factory=dict)  # by GPU model
+    power_w: dict[str, float] = Field(default_factory=dict)
     default_power_w: float = Field(default=300.0, ge=0)
 
 
