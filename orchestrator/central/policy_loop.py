@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from orchestrator.central.dispatch import Dispatcher, PlanEntry
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
+from orchestrator.central.power_learning import PowerLearner
 from orchestrator.central.store import CommandRecord
 from orchestrator.config.policy import ContractsSection, contract_problems
 from orchestrator.domain import UNKNOWN, NodeStatus, ai_workload
@@ -45,6 +46,7 @@ from orchestrator.markets import MarketBook, MarketSnapshot
 from orchestrator.policy.economics import significant_price_move
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
+from orchestrator.policy.power import NO_LEARNING, PowerTable
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +65,7 @@ class PlanRecord:
     gpus: dict[str, GpuState]
     commands: tuple[CommandRecord, ...]
     problems: tuple[str, ...]
+    power: PowerTable = NO_LEARNING  # what the fleet had learnt of board power, as planned
 
 
 @dataclass(slots=True)
@@ -150,7 +153,7 @@ class PolicyLoop:
         self.warmup_s = warmup_s
         self.tick_s = tick_s
         self.clock = clock
-        self.observer = FleetObserver()
+        self.observer = FleetObserver(power=PowerLearner(policy.power_learning))
         self.overrides: dict[str, Override] = {}
         self.overrides_version = 0
         self.generation = 0  # raised above earlier terms' by serve at start (`Store.begin_term`)
@@ -234,6 +237,7 @@ class PolicyLoop:
         overrides = {
             k: o for k, o in self.overrides.items() if o.until_s is None or o.until_s > now_s
         }
+        power = self.observer.power.table()
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(
@@ -245,6 +249,7 @@ class PolicyLoop:
                 overrides=overrides,
                 settings=self.policy.settings,
                 now_s=now_s,
+                power=power,
             )
         except Exception:  # a planner failure holds the plan; it never stops serve
             log.exception("planner failed: holding the current assignment")
@@ -272,6 +277,7 @@ class PolicyLoop:
             gpus={g.key: g for g in gpus},
             commands=tuple(commands),
             problems=problems,
+            power=power,
         )
         self.metrics.duration.observe(duration_s)
         self.metrics.plans.labels(trigger).inc()

@@ -32,7 +32,13 @@ from orchestrator.config.policy import (
     clock_minutes,
 )
 from orchestrator.config.power import PowerSection
-from orchestrator.policy.power import NEUTRAL_SITE, NodePower, PowerEstimate, SitePower
+from orchestrator.policy.power import (
+    NEUTRAL_SITE,
+    NodePower,
+    PowerEstimate,
+    PowerLearning,
+    SitePower,
+)
 
 MINUTES_PER_DAY = 24 * 60
 
@@ -305,6 +311,7 @@ class PolicyInputs:
     profiles: tuple[MiningProfile, ...]
     contracts: Contracts
     settings: PlannerSettings
+    power_learning: PowerLearning = PowerLearning()  # noqa: RUF009  (frozen, immutable)
 
 
 def _eligibility(section: ServingSection) -> Eligibility:
@@ -411,4 +418,9 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         idle_power_source="default" if p.idle_power_w is None else "config",
         site_power=site_power_from_config(section.power),
     )
-    return PolicyInputs(profiles, Contracts(reserved, on_demand), settings)
+    learning = PowerLearning(
+        settle_s=section.power.settle_s,
+        smoothing=section.power.smoothing,
+        prior_samples=section.power.prior_samples,
+    )
+    return PolicyInputs(profiles, Contracts(reserved, on_demand), settings, learning)

@@ -44,6 +44,7 @@ __all__ = [
     "LearntPower",
     "NodePower",
     "PowerEstimate",
+    "PowerLearning",
     "PowerTable",
     "SitePower",
     "node_of",
@@ -181,6 +182,15 @@ class PowerTable:
 
 
 NO_LEARNING = PowerTable()
+
+
+@dataclass(frozen=True, slots=True)
+class PowerLearning:
+    """How the fleet learns board power (`[power]` in the config; see `central`)."""
+
+    settle_s: float = 60.0  # readings this soon after a workload started are not learnt
+    smoothing: float = 0.2  # weight of the newest round against the past
+    prior_samples: float = 3.0  # what a configured figure weighs, in readings
 
 
 # ---------------------------------------------------------------- wall power
