@@ -33,7 +33,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from orchestrator.central.gpubook import Order
-from orchestrator.policy.power import LearntPower, PowerLearning, PowerTable, fold
+from orchestrator.policy.power import (
+    LearntPower,
+    PowerLearning,
+    PowerRound,
+    PowerTable,
+    fold_round,
+)
 from orchestrator.protocol import GpuTelemetry
 
 _MJ_PER_J = 1000.0
@@ -63,15 +69,17 @@ class PowerLearner:
     limit_w: dict[str, float] = field(default_factory=dict)  # by GPU model
     readings: Counter[str] = field(default_factory=Counter)  # "energy", "instant"
     rejected: int = 0
-    _round: dict[tuple[str, str], list[tuple[float, float | None]]] = field(default_factory=dict)
+    _round: dict[tuple[str, str], PowerRound] = field(default_factory=dict)
     _previous: dict[str, _Previous] = field(default_factory=dict)
 
     def remember(self, key: str, model: str, gpu: GpuTelemetry) -> None:
         """Keep the GPU's latest power reading and its model's limit (every GPU, every walk)."""
-        if gpu.power_draw_w is not None:
-            self.last_draw_w[key] = gpu.power_draw_w
-        if gpu.power_limit_w:
-            self.limit_w[model] = max(self.limit_w.get(model, 0.0), gpu.power_limit_w)
+        draw_w = gpu.power_draw_w
+        if draw_w is not None:
+            self.last_draw_w[key] = draw_w
+        limit_w = gpu.power_limit_w
+        if limit_w and limit_w > self.limit_w.get(model, 0.0):
+            self.limit_w[model] = limit_w
 
     def sample(
         self,
@@ -108,12 +116,16 @@ class PowerLearner:
         )
         if reading is None:
             return
-        watts, _ = reading
+        watts, utilisation = reading
         limit_w = gpu.power_limit_w or self.limit_w.get(model)
-        if watts < 0 or (limit_w and watts > _IMPLAUSIBLE_LIMIT_FACTOR * limit_w):
+        if limit_w and watts > _IMPLAUSIBLE_LIMIT_FACTOR * limit_w:
             self.rejected += 1
             return
-        self._round.setdefault((model, workload), []).append(reading)
+        summed = self._round.get((model, workload))
+        if summed is None:
+            summed = self._round[model, workload] = PowerRound()
+        if not summed.add(watts, utilisation):
+            self.rejected += 1
 
     def _reading(
         self,
@@ -148,7 +160,9 @@ class PowerLearner:
     def fold(self) -> None:
         """Fold the round sampled since the last fold into the learnt figures."""
         for key, readings in self._round.items():
-            self.learnt[key] = fold(self.learnt.get(key), readings, self.settings.smoothing)
+            if readings.count:
+                previous = self.learnt.get(key)
+                self.learnt[key] = fold_round(previous, readings, self.settings.smoothing)
         self._round = {}
 
     def table(self) -> PowerTable:

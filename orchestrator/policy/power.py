@@ -45,8 +45,11 @@ __all__ = [
     "NodePower",
     "PowerEstimate",
     "PowerLearning",
+    "PowerRound",
     "PowerTable",
     "SitePower",
+    "fold",
+    "fold_round",
     "node_of",
 ]
 
@@ -112,33 +115,52 @@ class LearntPower:
         return fold(self, readings, smoothing)
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+@dataclass(slots=True)
+class PowerRound:
+    """One round's readings of one (GPU model, workload), summed as they arrive.
 
-
-def fold(
-    previous: LearntPower | None, readings: Iterable[tuple[float, float | None]], smoothing: float
-) -> LearntPower:
-    """`previous` (None: nothing yet) with one round of readings folded in (see `folded`).
-
-    Non-finite or negative powers are not readings and are skipped; a round with none left
-    returns `previous` unchanged (or raises ValueError when there is nothing at all).
+    Sums rather than a list: a round of a 10,000-GPU fleet is 10,000 readings, and the
+    learner adds them one by one while it walks the fleet.
     """
-    kept = [(w, u) for w, u in readings if math.isfinite(w) and w >= 0]
-    if not kept:
+
+    count: int = 0
+    sum_w: float = 0.0
+    count_u: int = 0
+    sum_u: float = 0.0
+    sum_uu: float = 0.0
+    sum_uw: float = 0.0
+
+    def add(self, power_w: float, utilisation_pct: float | None) -> bool:
+        """Count one reading; False (and nothing counted) for a non-finite or negative one."""
+        if not (power_w >= 0 and math.isfinite(power_w)):
+            return False
+        self.count += 1
+        self.sum_w += power_w
+        if utilisation_pct is not None and math.isfinite(utilisation_pct):
+            self.count_u += 1
+            self.sum_u += utilisation_pct
+            self.sum_uu += utilisation_pct * utilisation_pct
+            self.sum_uw += utilisation_pct * power_w
+        return True
+
+
+def fold_round(previous: LearntPower | None, readings: PowerRound, smoothing: float) -> LearntPower:
+    """`previous` (None: nothing yet) with one round folded in (see `LearntPower.folded`).
+
+    An empty round returns `previous` unchanged (or raises ValueError with nothing at all).
+    """
+    if readings.count == 0:
         if previous is None:
             raise ValueError("no valid power reading to learn from")
         return previous
-    watts = [w for w, _ in kept]
-    with_u = [(w, u) for w, u in kept if u is not None and math.isfinite(u)]
-    round_w = _mean(watts)
+    round_w = readings.sum_w / readings.count
     round_u = round_uu = round_uw = None
-    if with_u:
-        round_u = _mean([u for _, u in with_u])
-        round_uu = _mean([u * u for _, u in with_u])
-        round_uw = _mean([u * w for w, u in with_u])
+    if readings.count_u:
+        round_u = readings.sum_u / readings.count_u
+        round_uu = readings.sum_uu / readings.count_u
+        round_uw = readings.sum_uw / readings.count_u
     if previous is None:
-        return LearntPower(round_w, len(kept), round_u, round_uu, round_uw)
+        return LearntPower(round_w, readings.count, round_u, round_uu, round_uw)
     a = smoothing
 
     def blend(old: float | None, new: float | None) -> float | None:
@@ -150,11 +172,24 @@ def fold(
 
     return LearntPower(
         mean_w=a * round_w + (1 - a) * previous.mean_w,
-        samples=previous.samples + len(kept),
+        samples=previous.samples + readings.count,
         mean_u_pct=blend(previous.mean_u_pct, round_u),
         mean_uu=blend(previous.mean_uu, round_uu),
         mean_uw=blend(previous.mean_uw, round_uw),
     )
+
+
+def fold(
+    previous: LearntPower | None, readings: Iterable[tuple[float, float | None]], smoothing: float
+) -> LearntPower:
+    """`previous` with one round of `(power_w, utilisation_pct or None)` readings folded in.
+
+    Non-finite or negative powers are not readings and are skipped.
+    """
+    summed = PowerRound()
+    for power_w, utilisation_pct in readings:
+        summed.add(power_w, utilisation_pct)
+    return fold_round(previous, summed, smoothing)
 
 
 @dataclass(frozen=True, slots=True)
