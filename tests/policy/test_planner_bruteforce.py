@@ -4,7 +4,10 @@ The reference below enumerates every assignment of every movable GPU, applies th
 rules written out plainly (fixed GPUs, contract ceilings, the power cap raised to the
 lowest possible draw, SLA shortfall before broken soft locks before money) and keeps the
 best. It shares only the per-GPU pricing (`gpu_options`) with the planner, so it checks
-the aggregation into classes, the MILP tiers and the disaggregation.
+the aggregation into classes, the MILP tiers and the disaggregation. Some sites are priced
+at the wall, with one node's power supply and host unlike the others': GPUs of one model on
+different nodes then differ in price, and each node's host is a constant in the cap and
+the money.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from orchestrator.policy.model import (
     ReservedContract,
 )
 from orchestrator.policy.planner import plan
+from orchestrator.policy.power import NEUTRAL_SITE, NodePower, SitePower, node_of
 
 NOW_S = 1_000_000.0
 MODELS = ("A", "B")
@@ -144,6 +148,7 @@ def instances(draw: st.DrawFn) -> Instance:
         site_power_cap_kw=cap_kw,
         allow_sla_shortfall=draw(st.booleans()),
         idle_power_w=draw(st.sampled_from([0.0, 20.0])),
+        site_power=draw(st.sampled_from([NEUTRAL_SITE, NEUTRAL_SITE, WALL])),
     )
     return Instance(
         fleet, market, Contracts(reserved, on_demand), profiles, overrides, planner_settings
@@ -212,6 +217,14 @@ def _soft(inst: Instance, gpu: GpuState, options: tuple[Option, ...]) -> bool:
     return dwell or not stay.price_known
 
 
+# PUE 1.25, 80 % supplies and 40 W hosts, except node n1 (95 %, 150 W)
+WALL = SitePower(pue=1.25, default=NodePower(40.0, 0.8), nodes={"n1": NodePower(150.0, 0.95)})
+
+
+def _hosts_w(inst: Instance) -> float:
+    return inst.settings.site_power.hosts_wall_w({node_of(g.key) for g in inst.fleet})
+
+
 def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
     """The objective and tier values of one full assignment (movable GPUs in `choice`)."""
     terms = _terms(inst)
@@ -241,13 +254,15 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
         x = assigned[contract_id]
         objective += paid * min(x, cap) - penalty * max(0, committed - x)
         shortfall += max(0, committed - x)
-    return Outcome(shortfall, breaks, objective, power_w)
+    hosts_w = _hosts_w(inst)
+    objective -= hosts_w / 1000.0 * inst.market.power_price_usd_per_kwh
+    return Outcome(shortfall, breaks, objective, power_w + hosts_w)
 
 
 def _cap_w(inst: Instance) -> float:
     if inst.settings.site_power_cap_kw is None:
         return math.inf
-    lowest_w = 0.0
+    lowest_w = _hosts_w(inst)
     for gpu in inst.fleet:
         fixed = _fixed(inst, gpu)
         if fixed is not None:

@@ -258,3 +258,16 @@ def test_idle_power_defaults_to_a_share_of_the_power_limit() -> None:
     no_limit = run([gpu(0)], settings=settings, power_price=0.0)
     idle = next(c for c in no_limit.assignments["n0:0"].candidates if c.workload == "idle")
     assert idle.board_w == pytest.approx(50.0)
+
+
+def test_alike_gpus_on_nodes_with_different_supplies_are_priced_apart() -> None:
+    """Two idle H200s, room at the wall for one miner: the one behind the better power
+    supply mines (it costs less at the wall), and the cap counts its own wall power."""
+    site = SitePower(pue=1.0, default=NodePower(0.0, 0.8), nodes={"good": NodePower(0.0, 0.96)})
+    fleet = [gpu(0, node="poor"), gpu(0, node="good")]
+    # 600 W on the board: 750 W behind the poor supply, 625 W behind the good one
+    settings = replace(SETTINGS, site_power_cap_kw=0.7, site_power=site)
+    result = run(fleet, settings=settings, power_price=0.5)
+    assert result.assignments["good:0"].workload == "mine:kawpow"
+    assert result.assignments["poor:0"].workload == "idle"
+    assert result.total_power_w == pytest.approx(625.0)
