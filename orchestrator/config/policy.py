@@ -97,6 +97,7 @@ class ServingSection(Section):
     # board power while serving, by GPU model, else the default: priors that the fleet's
     # measurements replace (`[power]`)
     power_w: dict[str, float] = Field(default_factory=dict)
+    # unset: 300 W, but never more than the GPU's power limit as NVML reports it
     default_power_w: float = Field(default=300.0, ge=0)
 
 

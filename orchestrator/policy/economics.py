@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.domain import IDLE, ai_workload, mine_workload
 from orchestrator.policy.model import (
+    AiPower,
     Contracts,
     GpuState,
     Market,
@@ -151,6 +152,15 @@ def mining_power_prior(gpu: GpuState, profile: MiningProfile) -> PowerEstimate |
     return PowerEstimate(rate.power_w, source)
 
 
+def ai_power_prior(gpu: GpuState, power: AiPower) -> PowerEstimate:
+    """A contract's configured serving power for `gpu`; the unconfigured default never
+    exceeds the GPU's own power limit (300 W is more than a 170 W card can draw)."""
+    prior = power.prior(gpu.model)
+    if prior.source == "default" and gpu.power_limit_w and prior.board_w > gpu.power_limit_w:
+        return PowerEstimate(gpu.power_limit_w, "default")
+    return prior
+
+
 def board_power(
     gpu: GpuState,
     workload: str,
@@ -219,7 +229,7 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
         workload = ai_workload(reserved.id)
         if only_current and workload != current:
             continue
-        drawn = board_power(gpu, workload, reserved.power.prior(gpu.model), power)
+        drawn = board_power(gpu, workload, ai_power_prior(gpu, reserved.power), power)
         eligible = reserved.eligibility.admits(gpu.model, gpu.memory_total_bytes)
         if eligible and reserved.id in active_reserved:
             rate_usd = reserved.rate_usd_per_gpu_hour
@@ -243,7 +253,8 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
         if only_current and workload != current:
             continue
         utilisation_pct = demand.expected_utilisation_fraction * 100.0
-        drawn = board_power(gpu, workload, demand.power.prior(gpu.model), power, utilisation_pct)
+        prior = ai_power_prior(gpu, demand.power)
+        drawn = board_power(gpu, workload, prior, power, utilisation_pct)
         if demand.eligibility.admits(gpu.model, gpu.memory_total_bytes):
             rate_usd = demand.rate_usd_per_gpu_hour * demand.expected_utilisation_fraction
             raw.append(

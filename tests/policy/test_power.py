@@ -271,3 +271,20 @@ def test_alike_gpus_on_nodes_with_different_supplies_are_priced_apart() -> None:
     assert result.assignments["good:0"].workload == "mine:kawpow"
     assert result.assignments["poor:0"].workload == "idle"
     assert result.total_power_w == pytest.approx(625.0)
+
+
+def test_the_default_ai_power_never_exceeds_the_gpus_limit() -> None:
+    """An unconfigured 300 W serving prior on a 170 W card counts 170 W; a configured one
+    stays as configured (a config mistake is the operator's to see, not to hide)."""
+    default = AiPower(default_w=300.0, default_source="default")
+    spot = OnDemandContract(
+        "spot", 1.0, 1.0, None, Eligibility(), switch_downtime_s=0.0, power=default
+    )
+    small = replace(gpu(0, power_limit_w=170.0), model="NVIDIA GeForce RTX 3060")
+    result = run([small], contracts=Contracts(on_demand=(spot,)))
+    serving = next(c for c in result.assignments["n0:0"].candidates if c.workload == "ai:spot")
+    assert (serving.board_w, serving.power_source) == (170.0, "default")
+    configured = replace(spot, power=AiPower(default_w=300.0))
+    result = run([small], contracts=Contracts(on_demand=(configured,)))
+    serving = next(c for c in result.assignments["n0:0"].candidates if c.workload == "ai:spot")
+    assert (serving.board_w, serving.power_source) == (300.0, "config")
