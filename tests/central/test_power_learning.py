@@ -15,6 +15,7 @@ from orchestrator.central.fleet import FleetState
 from orchestrator.central.gpubook import GpuBook
 from orchestrator.central.observe import FleetObserver
 from orchestrator.central.power_learning import PowerLearner
+from orchestrator.central.store import CommandRecord
 from orchestrator.domain import NodeStatus
 from orchestrator.policy.economics import board_power
 from orchestrator.policy.model import GpuState
@@ -86,8 +87,8 @@ class Site:
         wire = decode_telemetry(encode(message), topic_node="rig")
         self.fleet.apply_telemetry(wire, now_s=self.clock.now_s)
 
-    def observe(self) -> list[GpuState]:
-        return self.observer.observe(self.fleet, now_s=self.clock.now_s, book=GpuBook())
+    def observe(self, book: GpuBook | None = None) -> list[GpuState]:
+        return self.observer.observe(self.fleet, now_s=self.clock.now_s, book=book or GpuBook())
 
     def rounds(self, count: int, every_s: float = 10.0) -> list[GpuState]:
         states: list[GpuState] = []
@@ -196,3 +197,31 @@ def test_a_snapshot_observed_twice_is_learnt_once() -> None:
     site.observe()
     site.observe()
     assert site.observer.power.learnt[(H200, "idle")].samples == 1
+
+
+def test_a_gpu_being_switched_is_not_learnt_from() -> None:
+    """While serve has a command in flight for a GPU, its readings belong to no workload."""
+    site = Site(gpus=1)
+    book = GpuBook()
+    book.commands["rig:0"] = CommandRecord(
+        "c0000001", 1, "rig:0", "mine:kawpow", "idle", "", 0.0, 1e12, "accepted"
+    )
+    for _ in range(3):
+        site.report()
+        site.observe(book)
+        site.clock.advance(10)
+    assert site.observer.power.learnt == {}
+    site.rounds(1)
+    assert site.observer.power.learnt[(H200, "idle")].samples == 1
+
+
+def test_an_implausible_reading_is_counted_and_dropped() -> None:
+    """A reading far above the GPU's power limit (a counter glitch) is not learnt."""
+    learner = PowerLearner(PowerLearning(settle_s=0.0))
+    glitch = GpuTelemetry(index=0, name=H200, power_draw_w=9000.0, power_limit_w=700.0)
+    learner.sample("rig:0", H200, "idle", since_s=0.0, gpu=glitch, sample_s=100.0, order=(1, 1, 0))
+    fine = glitch.model_copy(update={"power_draw_w": 80.0})
+    learner.sample("rig:1", H200, "idle", since_s=0.0, gpu=fine, sample_s=100.0, order=(1, 1, 0))
+    learner.fold()
+    assert learner.rejected == 1
+    assert learner.learnt[(H200, "idle")].mean_w == 80.0
