@@ -292,12 +292,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"  reason: {view['reason']}")
     for line in _lifecycle_lines(view.get("lifecycle") or {}):
         print(f"  {line}")
-    print(f"  {'candidate':<28} {'net $/h':>10} {'power W':>8}  note")
+    power = view.get("power") or {}
+    if power.get("reading_w") is not None:
+        print(f"  reads {power['reading_w']:.0f} W on the board (limit {power.get('limit_w')} W)")
+    print(f"  {'candidate':<28} {'net $/h':>10} {'board W':>8} {'wall W':>8}  power from  note")
     for c in view["candidates"]:
         mark = "*" if c["chosen"] else " "
+        board_w = c.get("board_w", c["power_w"])
+        wall_w = c.get("wall_w", c["power_w"])
+        source = c.get("power_source") or "-"
+        if c.get("power_samples"):
+            source += f" ({c['power_samples']})"
         print(
-            f"{mark} {c['workload']:<28} {c['net_usd_per_hour']:>10.4f} {c['power_w']:>8.0f}  "
-            f"{c['note']}"
+            f"{mark} {c['workload']:<28} {c['net_usd_per_hour']:>10.4f} {board_w:>8.0f} "
+            f"{wall_w:>8.0f}  {source:<10}  {c['note']}"
         )
     return EXIT_OK
 

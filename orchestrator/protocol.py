@@ -113,6 +113,9 @@ class GpuTelemetry(_Payload):
     temperature_c: float | None = Field(default=None, ge=-50, le=200)
     power_draw_w: float | None = Field(default=None, ge=0, le=10_000)
     power_limit_w: float | None = Field(default=None, ge=0, le=10_000)
+    # NVML's total energy counter (mJ since the driver loaded; Volta and newer): the mean
+    # power between two snapshots is their energy delta over their time delta
+    total_energy_mj: int | None = Field(default=None, ge=0)
     sm_clock_mhz: float | None = Field(default=None, ge=0)
     memory_clock_mhz: float | None = Field(default=None, ge=0)
     fan_speed_pct: float | None = Field(default=None, ge=0, le=200)

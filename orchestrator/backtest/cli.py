@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from orchestrator.backtest.sweep import format_sweep, parse_duration_s, parse_sw
 from orchestrator.config.backtest import BacktestSection, add_backtest_parser
 from orchestrator.config.policy import PolicySection, contract_problems
 from orchestrator.policy.model import PolicyInputs, policy_from_config
+from orchestrator.policy.power import NEUTRAL_SITE
 
 EXIT_BAD_INPUT = 2
 __all__ = ["add_backtest_parser", "main", "run_backtest_command"]
@@ -107,7 +109,12 @@ def load_backtest_config(path: Path) -> tuple[PolicyInputs, BacktestSection, Pol
         backtest = BacktestSection.model_validate(document.get("backtest", {}))
     except ValidationError as error:
         raise BacktestInputError(_problems(path, error, "backtest.")) from None
-    return policy_from_config(policy), backtest, policy
+    inputs = policy_from_config(policy)
+    # the backtest accounts board power (benchmarks, contract power_w, idle_power_w): the
+    # live policy it replays plans on the same figures, not at the wall, so that deciding
+    # and accounting agree
+    inputs = replace(inputs, settings=replace(inputs.settings, site_power=NEUTRAL_SITE))
+    return inputs, backtest, policy
 
 
 def _problems(path: Path, error: ValidationError, prefix: str) -> str:

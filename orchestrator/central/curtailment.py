@@ -303,6 +303,7 @@ class CurtailmentService:
             overrides=overrides,
             settings=settings,
             now_s=at_s,
+            power=last.power,  # priced with the board power the last plan had learnt
         )
         short = [s for s in trial.sla if s.shortfall_gpus > 0]
         result = {

@@ -20,6 +20,12 @@ numbered before the GPU's last final switch event is passed over for that event'
 While a switch is in flight the planner is told the target workload, so it does not plan
 the same switch twice or plan against a state that is about to change.
 
+Board power is learnt apart from the hashrate, per GPU model and workload, by a
+`PowerLearner` (`central/power_learning.py`): each GPU that reports a known workload with
+no switch in flight is one sample, and the walk's samples are folded in at its end. Each
+`GpuState` also carries the GPU's latest power reading and power limit, at which a GPU of
+unknown workload counts against the site cap.
+
 "Since when" is a fact or nothing: the agent's `since_s` (it records when it started each
 workload, and keeps that across its own restarts). A GPU whose start is unknown (a fresh
 site, a workload that ended while its agent was down) owes no dwell and may move at the
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.gpubook import GpuBook, Order, telemetry_order
+from orchestrator.central.power_learning import PowerLearner
 from orchestrator.domain import MINE_PREFIX, UNKNOWN, Health, NodeStatus, gpu_key
 from orchestrator.policy.model import (
     DEFAULT_HASHRATE_WARMUP_S,
@@ -92,6 +99,7 @@ class FleetObserver:
     shares: dict[tuple[str, str], _Shares] = field(default_factory=dict)  # (GPU, profile)
     read: dict[str, Order] = field(default_factory=dict)  # the snapshot last measured, per GPU
     ramp: dict[str, _Seen] = field(default_factory=dict)  # first sight of a start not reported
+    power: PowerLearner = field(default_factory=PowerLearner)
 
     def observe(
         self,
@@ -139,6 +147,20 @@ class FleetObserver:
                     since_s = None
                 pending = in_flight.get(key)
                 current = pending.workload if pending is not None else reported
+                model = gpu.name or UNKNOWN
+                self.power.remember(key, model, gpu)
+                healthy = gpu.health in (Health.OK, Health.DEGRADED)
+                settled_report = report is not None and report.workload == reported
+                if online and healthy and pending is None and reported and settled_report:
+                    self.power.sample(
+                        key,
+                        model,
+                        reported,
+                        since_s=since_s,
+                        gpu=gpu,
+                        sample_s=telemetry.sent_at_s,
+                        order=order,
+                    )
                 states.append(
                     GpuState(
                         key=key,
@@ -150,8 +172,11 @@ class FleetObserver:
                         current_workload=current,
                         since_s=since_s,
                         measured=self.measured.get(key, {}),
+                        power_draw_w=self.power.last_draw_w.get(key),
+                        power_limit_w=gpu.power_limit_w or self.power.limit_w.get(model),
                     )
                 )
+        self.power.fold()
         return states
 
     def _since(

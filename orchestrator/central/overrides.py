@@ -208,6 +208,7 @@ class OverrideService:
             overrides=trial,
             settings=policy.settings,
             now_s=self.loop.clock(),
+            power=last.power,
         )
         before = {s.contract_id: s.shortfall_gpus for s in last.plan.sla}
         worse = [

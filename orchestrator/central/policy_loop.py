@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from orchestrator.central.dispatch import Dispatcher, PlanEntry
 from orchestrator.central.fleet import FleetState
 from orchestrator.central.observe import FleetObserver
+from orchestrator.central.power_learning import PowerLearner
 from orchestrator.central.store import CommandRecord
 from orchestrator.config.policy import ContractsSection, contract_problems
 from orchestrator.domain import UNKNOWN, NodeStatus, ai_workload
@@ -58,6 +59,7 @@ from orchestrator.policy.curtailment import (
 from orchestrator.policy.economics import significant_price_move
 from orchestrator.policy.model import GpuState, Market, Override, Plan, PolicyInputs
 from orchestrator.policy.planner import plan
+from orchestrator.policy.power import NO_LEARNING, PowerTable
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +79,7 @@ class PlanRecord:
     commands: tuple[CommandRecord, ...]
     problems: tuple[str, ...]
     curtailment: CurtailmentWindow | None = None  # the window whose cap the plan held
+    power: PowerTable = NO_LEARNING  # what the fleet had learnt of board power, as planned
 
 
 @dataclass(slots=True)
@@ -171,7 +174,10 @@ class PolicyLoop:
         self.warmup_s = warmup_s
         self.tick_s = tick_s
         self.clock = clock
-        self.observer = FleetObserver(profiles={p.id: p for p in policy.profiles})
+        self.observer = FleetObserver(
+            profiles={p.id: p for p in policy.profiles},
+            power=PowerLearner(policy.power_learning),
+        )
         self.overrides: dict[str, Override] = {}
         self.overrides_version = 0
         self.generation = 0  # raised above earlier terms' by serve at start (`Store.begin_term`)
@@ -290,6 +296,7 @@ class PolicyLoop:
         settings, window = curtailed_settings(
             self.policy.settings, self.curtailments, now_s, ahead_s=self.shed_ahead_s
         )
+        power = self.observer.power.table()
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(
@@ -301,6 +308,7 @@ class PolicyLoop:
                 overrides=overrides,
                 settings=settings,
                 now_s=now_s,
+                power=power,
             )
         except Exception:  # a planner failure holds the plan; it never stops serve
             log.exception("planner failed: holding the current assignment")
@@ -329,6 +337,7 @@ class PolicyLoop:
             commands=tuple(commands),
             problems=problems,
             curtailment=window,
+            power=power,
         )
         self.metrics.duration.observe(duration_s)
         self.metrics.plans.labels(trigger).inc()

@@ -47,6 +47,10 @@ class FakeGpuModel:
     full_load_temperature_c: float
     has_fan: bool
     has_ecc: bool
+    # an inference server holding its model with no requests (None: the idle power)
+    ai_loaded_idle_power_w: float | None = None
+    # idle right after a workload stopped, settling to `idle_power_w` (None: no such step)
+    idle_after_load_power_w: float | None = None
 
 
 FAKE_GPU_MODELS: Mapping[str, FakeGpuModel] = MappingProxyType(
@@ -162,6 +166,27 @@ FAKE_GPU_MODELS: Mapping[str, FakeGpuModel] = MappingProxyType(
             full_load_temperature_c=62.0,
             has_fan=False,
             has_ecc=True,
+        ),
+        # measured on a real H200 with the agent (driver 580.159.04): idle 78 W settled and
+        # 126 W right after a load, 615 MiB used; an inference server holding 20 GiB with no
+        # requests 122 W; a mining-style load (fp16 matmul loop) 690 W at the 700 W limit
+        "h200": FakeGpuModel(
+            nvml_name="NVIDIA H200",
+            memory_total_mib=143771,
+            power_limit_w=700.0,
+            idle_power_w=78.0,
+            mining_power_fraction=690.0 / 700.0,
+            sm_clock_idle_mhz=345.0,
+            sm_clock_boost_mhz=1980.0,
+            memory_clock_idle_mhz=3201.0,
+            memory_clock_max_mhz=3201.0,
+            idle_memory_used_mib=615,
+            idle_temperature_c=38.0,
+            full_load_temperature_c=62.0,
+            has_fan=False,
+            has_ecc=True,
+            ai_loaded_idle_power_w=122.0,
+            idle_after_load_power_w=126.0,
         ),
     }
 )

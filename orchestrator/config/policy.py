@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config._base import Section
+from orchestrator.config.power import PowerSection
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
@@ -104,7 +105,10 @@ class ServingSection(Section):
     eligible_models: list[str] = Field(default_factory=list)  # empty: any model
     min_memory_gib: float | None = Field(default=None, ge=0)
     switch_downtime_s: float = Field(default=300.0, ge=0)
-    power_w: dict[str, float] = Field(default_factory=dict)  # by GPU model
+    # board power while serving, by GPU model, else the default: priors that the fleet's
+    # measurements replace (`[power]`)
+    power_w: dict[str, float] = Field(default_factory=dict)
+    # unset: 300 W, but never more than the GPU's power limit as NVML reports it
     default_power_w: float = Field(default=300.0, ge=0)
 
 
@@ -140,7 +144,10 @@ class PlannerSection(Section):
     site_power_cap_kw: float | None = Field(default=None, gt=0)
     allow_sla_shortfall: bool = False
     price_move_replan_fraction: float = Field(default=0.05, gt=0)
-    idle_power_w: float = Field(default=0.0, ge=0)
+    # board power of an idle GPU, a prior the fleet's measurements replace; unset: 12 % of
+    # the GPU's power limit as NVML reports it (an H200: 84 W; measured idle 78-126 W),
+    # else 50 W
+    idle_power_w: float | None = Field(default=None, ge=0)
     display_timezone: str = "UTC"
     # a plan still searching for a proven optimum after this long takes the best feasible
     # plan found and says so (a binding site power cap can make the search long)
@@ -164,6 +171,7 @@ class PolicySection(Section):
     mining_profiles: list[MiningProfileSection] = Field(default_factory=list)
     contracts: ContractsSection = Field(default_factory=ContractsSection)
     planner: PlannerSection = Field(default_factory=PlannerSection)
+    power: PowerSection = Field(default_factory=PowerSection)
 
     @model_validator(mode="after")
     def _unique_profiles(self) -> PolicySection:

@@ -25,6 +25,7 @@ from orchestrator.config.policy import (
     PolicySection,
     check_unique_profile_ids,
 )
+from orchestrator.config.power import PowerSection
 from orchestrator.config.profiles import ProfileList
 
 
@@ -70,6 +71,7 @@ class ServeConfig(Section):
     mining_profiles: list[MiningProfileSection] = Field(default_factory=list)
     contracts: ContractsSection = ContractsSection()
     planner: PlannerSection = PlannerSection()
+    power: PowerSection = PowerSection()
     dispatch: DispatchSection = DispatchSection()
     sla: SlaSection = SlaSection()
     store: StoreSection = StoreSection()
@@ -85,7 +87,10 @@ class ServeConfig(Section):
     def policy(self) -> PolicySection:
         """The planner's sections, as one."""
         return PolicySection(
-            mining_profiles=self.mining_profiles, contracts=self.contracts, planner=self.planner
+            mining_profiles=self.mining_profiles,
+            contracts=self.contracts,
+            planner=self.planner,
+            power=self.power,
         )
 
 

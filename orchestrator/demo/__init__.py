@@ -105,6 +105,8 @@ DEMO_POLICY: dict[str, Any] = {
         "min_dwell_s": 30.0,
         "hysteresis_margin_usd_per_gpu_hour": 0.005,
     },
+    # the demo's switches take seconds (DEMO_TIME_SCALE), so its readings settle in seconds
+    "power": {"settle_s": 5.0},
 }
 
 

@@ -18,7 +18,13 @@ explanations and the brute-force tests price a GPU the same way.
 - AI revenue = the contract's rate per GPU (on-demand: x expected utilisation). It is paid
   at contract level, only for GPUs up to the commitment or ceiling, so an option carries
   `paid_by` and the planner does the counting.
-- power cost = power_w / 1000 x $/kWh.
+- power cost = wall power / 1000 x $/kWh. A GPU's board power on a workload is the
+  fleet's learnt figure for its model (`orchestrator.policy.power.PowerTable`) blended with
+  the prior (the mining profile's figure for the GPU as before: its own smoothed
+  measurement, else the benchmark; the contract's `power_w`; `idle_power_w` or a share of
+  the power limit), AI power read at the contract's expected utilisation where it has one;
+  the wall power is that over the node's PSU efficiency, times the site's PUE. Options
+  carry both figures and the board figure's provenance.
 - switching = (downtime x the revenue lost meanwhile + the fixed cost per switch), spread
   over the planning horizon so that it reads as $/h like everything else. While a workload
   loads, the GPU earns nothing but already draws the target's power (the backtest books it
@@ -40,6 +46,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.domain import IDLE, ai_workload, mine_workload
 from orchestrator.policy.model import (
+    AiPower,
     Benchmark,
     Contracts,
     GpuState,
@@ -48,6 +55,7 @@ from orchestrator.policy.model import (
     MiningProfile,
     PlannerSettings,
 )
+from orchestrator.policy.power import NO_LEARNING, PowerEstimate, PowerTable, node_of
 
 HOURS_PER_DAY = 24.0
 SECONDS_PER_HOUR = 3600.0
@@ -67,6 +75,9 @@ class Option:
     margin_usd_per_hour: float  # hysteresis, 0 when staying or when nothing runs now
     is_stay: bool
     price_known: bool = True
+    board_w: float | None = None  # NVML's figure; `power_w` is at the wall (None: equal)
+    power_source: str = ""
+    power_samples: int = 0
 
     @property
     def net_usd_per_hour(self) -> float:
@@ -170,12 +181,41 @@ def _paid_hashrate_hs(
     return hashrate_hs
 
 
+def mining_power_prior(gpu: GpuState, profile: MiningProfile) -> PowerEstimate | None:
+    """The figure a mining option's board power starts from: `mining_rate`'s, named."""
+    rate = mining_rate(gpu, profile)
+    if rate is None:
+        return None
+    source = "measured" if profile.id in gpu.measured else "benchmark"
+    return PowerEstimate(rate.power_w, source)
+
+
+def ai_power_prior(gpu: GpuState, power: AiPower) -> PowerEstimate:
+    """A contract's configured serving power for `gpu`; the unconfigured default never
+    exceeds the GPU's own power limit (300 W is more than a 170 W card can draw)."""
+    prior = power.prior(gpu.model)
+    if prior.source == "default" and gpu.power_limit_w and prior.board_w > gpu.power_limit_w:
+        return PowerEstimate(gpu.power_limit_w, "default")
+    return prior
+
+
+def board_power(
+    gpu: GpuState,
+    workload: str,
+    prior: PowerEstimate,
+    power: PowerTable,
+    utilisation_pct: float | None = None,
+) -> PowerEstimate:
+    """`gpu`'s board power on `workload`: what its model measured, blended with `prior`."""
+    return power.estimate(gpu.model, workload, prior, utilisation_pct)
+
+
 @dataclass(frozen=True, slots=True)
 class _Raw:
     workload: str
     revenue_usd_per_hour: float
     paid_by: str | None
-    power_w: float
+    power: PowerEstimate
     downtime_s: float
     price_known: bool
 
@@ -189,17 +229,21 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
     settings: PlannerSettings,
     active_reserved: frozenset[str],
     only_current: bool,
+    power: PowerTable,
 ) -> list[_Raw]:
     current = gpu.current_workload
     raw = []
+    idle_prior = settings.idle_prior(gpu.power_limit_w)
     if not only_current or current == IDLE:
-        raw.append(_Raw(IDLE, 0.0, None, settings.idle_power_w, 0.0, price_known=True))
+        idle = board_power(gpu, IDLE, idle_prior, power)
+        raw.append(_Raw(IDLE, 0.0, None, idle, 0.0, price_known=True))
     for profile in profiles:
         workload = mine_workload(profile.id)
         if only_current and workload != current:
             continue
         rate = mining_rate(gpu, profile)
         price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
+        prior = mining_power_prior(gpu, profile) or idle_prior
         if rate is not None and price is not None and valid_hashprice(price):
             revenue = mining_revenue_usd_per_hour(
                 rate.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
@@ -209,21 +253,21 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
                     workload,
                     revenue,
                     None,
-                    rate.power_w,
+                    board_power(gpu, workload, prior, power),
                     profile.switch_downtime_s,
                     price_known=True,
                 )
             )
         elif workload == current:
-            power_w = rate.power_w if rate is not None else settings.idle_power_w
+            drawn = board_power(gpu, workload, prior, power)
             raw.append(
-                _Raw(workload, 0.0, None, power_w, profile.switch_downtime_s, price_known=False)
+                _Raw(workload, 0.0, None, drawn, profile.switch_downtime_s, price_known=False)
             )
     for reserved in contracts.reserved:
         workload = ai_workload(reserved.id)
         if only_current and workload != current:
             continue
-        power_w = reserved.power.for_model(gpu.model)
+        drawn = board_power(gpu, workload, ai_power_prior(gpu, reserved.power), power)
         eligible = reserved.eligibility.admits(gpu.model, gpu.memory_total_bytes)
         if eligible and reserved.id in active_reserved:
             rate_usd = reserved.rate_usd_per_gpu_hour
@@ -232,7 +276,7 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
                     workload,
                     rate_usd,
                     reserved.id,
-                    power_w,
+                    drawn,
                     reserved.switch_downtime_s,
                     price_known=True,
                 )
@@ -240,13 +284,15 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
         elif workload == current:  # staying earns nothing outside the window or eligibility
             paid_by = reserved.id if eligible else None
             raw.append(
-                _Raw(workload, 0.0, paid_by, power_w, reserved.switch_downtime_s, price_known=True)
+                _Raw(workload, 0.0, paid_by, drawn, reserved.switch_downtime_s, price_known=True)
             )
     for demand in contracts.on_demand:
         workload = ai_workload(demand.id)
         if only_current and workload != current:
             continue
-        power_w = demand.power.for_model(gpu.model)
+        utilisation_pct = demand.expected_utilisation_fraction * 100.0
+        prior = ai_power_prior(gpu, demand.power)
+        drawn = board_power(gpu, workload, prior, power, utilisation_pct)
         if demand.eligibility.admits(gpu.model, gpu.memory_total_bytes):
             rate_usd = demand.rate_usd_per_gpu_hour * demand.expected_utilisation_fraction
             raw.append(
@@ -254,15 +300,13 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
                     workload,
                     rate_usd,
                     demand.id,
-                    power_w,
+                    drawn,
                     demand.switch_downtime_s,
                     price_known=True,
                 )
             )
         elif workload == current:
-            raw.append(
-                _Raw(workload, 0.0, None, power_w, demand.switch_downtime_s, price_known=True)
-            )
+            raw.append(_Raw(workload, 0.0, None, drawn, demand.switch_downtime_s, price_known=True))
     return raw
 
 
@@ -275,12 +319,15 @@ def gpu_options(
     settings: PlannerSettings,
     active_reserved: frozenset[str],
     only_current: bool = False,
+    power: PowerTable = NO_LEARNING,
 ) -> tuple[Option, ...]:
     """Every workload `gpu` could run next, priced, in a stable order (idle, mining, AI).
 
     `only_current` prices staying alone (an empty tuple when there is nothing to stay on).
     A current workload that names no known profile or contract counts as unknown: every
     option is then a switch, and no hysteresis applies (there is nothing to stay on).
+    Power is priced at the wall (`settings.site_power`, the GPU's node); `power` holds what
+    the fleet has learnt (without it, the priors alone).
     """
     raw = _raw_options(
         gpu,
@@ -290,17 +337,21 @@ def gpu_options(
         settings=settings,
         active_reserved=active_reserved,
         only_current=only_current,
+        power=power,
     )
     price = market.power_price_usd_per_kwh
+    wall_factor = settings.site_power.wall_factor(node_of(gpu.key))
     current = gpu.current_workload
     stay = next((r for r in raw if r.workload == current), None)
     stay_net = 0.0
     if stay is not None:
-        stay_net = stay.revenue_usd_per_hour - power_cost_usd_per_hour(stay.power_w, price)
+        stay_wall_w = stay.power.board_w * wall_factor
+        stay_net = stay.revenue_usd_per_hour - power_cost_usd_per_hour(stay_wall_w, price)
     margin = hysteresis_margin_usd_per_hour(stay_net, settings) if stay is not None else 0.0
     options = []
     for r in raw:
-        power_cost = power_cost_usd_per_hour(r.power_w, price)
+        wall_w = r.power.board_w * wall_factor
+        power_cost = power_cost_usd_per_hour(wall_w, price)
         is_stay = stay is not None and r.workload == current
         switch = 0.0
         if not is_stay:
@@ -315,19 +366,28 @@ def gpu_options(
                 workload=r.workload,
                 revenue_usd_per_hour=r.revenue_usd_per_hour,
                 paid_by=r.paid_by,
-                power_w=r.power_w,
+                power_w=wall_w,
                 power_cost_usd_per_hour=power_cost,
                 switch_cost_usd_per_hour=switch,
                 margin_usd_per_hour=0.0 if is_stay else margin,
                 is_stay=is_stay,
                 price_known=r.price_known,
+                board_w=r.power.board_w,
+                power_source=r.power.source,
+                power_samples=r.power.samples,
             )
         )
     return tuple(options)
 
 
 def measured_stay(
-    stay: Option, gpu: GpuState, profile: MiningProfile, market: Market, idle_power_w: float
+    stay: Option,
+    gpu: GpuState,
+    profile: MiningProfile,
+    market: Market,
+    *,
+    settings: PlannerSettings,
+    power: PowerTable = NO_LEARNING,
 ) -> Option:
     """`stay` (mining with `profile`, priced for another GPU) repriced for `gpu`.
 
@@ -337,21 +397,27 @@ def measured_stay(
     """
     rate = mining_rate(gpu, profile)
     price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
+    prior = mining_power_prior(gpu, profile) or settings.idle_prior(gpu.power_limit_w)
+    board = board_power(gpu, mine_workload(profile.id), prior, power)
     if rate is None:
-        power_w, revenue, known = idle_power_w, 0.0, False
+        revenue, known = 0.0, False
     elif price is not None and valid_hashprice(price):
-        power_w, known = rate.power_w, True
+        known = True
         revenue = mining_revenue_usd_per_hour(
             rate.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
         )
     else:
-        power_w, revenue, known = rate.power_w, 0.0, False
+        revenue, known = 0.0, False
+    wall_w = board.board_w * settings.site_power.wall_factor(node_of(gpu.key))
     return replace(
         stay,
         revenue_usd_per_hour=revenue,
-        power_w=power_w,
-        power_cost_usd_per_hour=power_cost_usd_per_hour(power_w, market.power_price_usd_per_kwh),
+        power_w=wall_w,
+        power_cost_usd_per_hour=power_cost_usd_per_hour(wall_w, market.power_price_usd_per_kwh),
         price_known=known,
+        board_w=board.board_w,
+        power_source=board.source,
+        power_samples=board.samples,
     )
 
 

@@ -57,7 +57,13 @@ def candidate_row(option: Option) -> CandidateValue:
     if option.margin_usd_per_hour:
         notes.append(f"switch must beat staying by {usd(option.margin_usd_per_hour)}")
     return CandidateValue(
-        option.workload, option.net_usd_per_hour, option.power_w, "; ".join(notes)
+        option.workload,
+        option.net_usd_per_hour,
+        option.power_w,
+        "; ".join(notes),
+        board_w=option.board_w,
+        power_source=option.power_source,
+        power_samples=option.power_samples,
     )
 
 

@@ -32,6 +32,14 @@ from orchestrator.config.policy import (
     ServingSection,
     clock_minutes,
 )
+from orchestrator.config.power import PowerSection
+from orchestrator.policy.power import (
+    NEUTRAL_SITE,
+    NodePower,
+    PowerEstimate,
+    PowerLearning,
+    SitePower,
+)
 
 MINUTES_PER_DAY = 24 * 60
 DEFAULT_HASHRATE_WARMUP_S = 120.0  # the config's defaults, for profiles built without one
@@ -70,6 +78,10 @@ class GpuState:
     current_workload: str | None  # None: not known
     since_s: float | None = None  # when the current workload started
     measured: Mapping[str, MeasuredRate] = field(default_factory=dict)  # by profile id
+    # the GPU's latest board power reading and its NVML power limit (None: not known); a GPU
+    # whose workload is unknown counts at the one, else the other, against the site cap
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +185,16 @@ class AiPower:
 
     by_model_w: Mapping[str, float] = field(default_factory=dict)
     default_w: float = 300.0
+    default_source: str = "config"  # "default" when the config left `default_power_w` unset
 
     def for_model(self, model: str) -> float:
         return self.by_model_w.get(model, self.default_w)
+
+    def prior(self, model: str) -> PowerEstimate:
+        """The configured board power for `model`, as a prior with its source."""
+        if model in self.by_model_w:
+            return PowerEstimate(self.by_model_w[model], "config")
+        return PowerEstimate(self.default_w, self.default_source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +272,18 @@ class PlannerSettings:
     power_cap_reason: str = ""
     # at or above this power price the site sheds mining and on-demand AI (None: never)
     curtail_price_strike_usd_per_kwh: float | None = None
+    # idle board power as a share of the GPU's NVML power limit, where the config sets no
+    # `idle_power_w` (None: `idle_power_w` always); `idle_power_source` names the prior
+    idle_power_limit_fraction: float | None = None
+    idle_power_source: str = "config"
+    # board -> wall (neutral here: efficiency 1, no host overhead, PUE 1; config sets real ones)
+    site_power: SitePower = NEUTRAL_SITE
+
+    def idle_prior(self, power_limit_w: float | None) -> PowerEstimate:
+        """An idle GPU's board power before any measurement."""
+        if self.idle_power_limit_fraction is not None and power_limit_w:
+            return PowerEstimate(self.idle_power_limit_fraction * power_limit_w, "default")
+        return PowerEstimate(self.idle_power_w, self.idle_power_source)
 
 
 # ---------------------------------------------------------------- the plan
@@ -264,8 +295,11 @@ class CandidateValue:
 
     workload: str
     net_usd_per_hour: float  # revenue - power - switching cost spread over the horizon
-    power_w: float
+    power_w: float  # at the wall (what the cap and the power cost use)
     note: str = ""
+    board_w: float | None = None  # what NVML would read (None: same as power_w)
+    power_source: str = ""  # "measured", "benchmark", "config", "default"
+    power_samples: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +329,7 @@ class Plan:
     assignments: Mapping[str, Assignment]  # in fleet order
     objective_usd_per_hour: float  # what was maximised: net - penalties - switching - margins
     net_usd_per_hour: float  # revenue - power - penalties once the switches are done
-    total_power_w: float
+    total_power_w: float  # at the wall, hosts included
     power_cap_w: float | None  # the cap planned against (raised to the feasible minimum)
     sla: tuple[SlaStatus, ...]
     switches: int
@@ -303,6 +337,8 @@ class Plan:
     problems: tuple[str, ...]
     power_cap_reason: str = ""  # what lowered the cap (a curtailment window), else ""
     shed_by_strike: bool = False  # the power price was at or above the shedding strike
+    board_power_w: float = 0.0  # the GPUs' board power, as NVML would read it
+    host_power_w: float = 0.0  # the nodes' hosts at the wall (in `total_power_w`)
 
 
 # ---------------------------------------------------------------- from config
@@ -313,6 +349,7 @@ class PolicyInputs:
     profiles: tuple[MiningProfile, ...]
     contracts: Contracts
     settings: PlannerSettings
+    power_learning: PowerLearning = PowerLearning()  # noqa: RUF009  (frozen, immutable)
 
 
 def _eligibility(section: ServingSection) -> Eligibility:
@@ -323,7 +360,29 @@ def _eligibility(section: ServingSection) -> Eligibility:
 
 
 def _power(section: ServingSection) -> AiPower:
-    return AiPower(by_model_w=dict(section.power_w), default_w=section.default_power_w)
+    source = "config" if "default_power_w" in section.model_fields_set else "default"
+    return AiPower(
+        by_model_w=dict(section.power_w), default_w=section.default_power_w, default_source=source
+    )
+
+
+# an idle GPU's board power where the config sets none: a share of its power limit (a real
+# H200: 78-126 W idle at a 700 W limit), else this when the limit is not known either
+IDLE_POWER_LIMIT_FRACTION = 0.12
+IDLE_POWER_FALLBACK_W = 50.0
+
+
+def site_power_from_config(section: PowerSection) -> SitePower:
+    """The board -> wall conversion of `[power]`."""
+    default = NodePower(section.host_overhead_w, section.psu_efficiency)
+    nodes = {
+        name: NodePower(
+            default.host_overhead_w if n.host_overhead_w is None else n.host_overhead_w,
+            default.psu_efficiency if n.psu_efficiency is None else n.psu_efficiency,
+        )
+        for name, n in section.nodes.items()
+    }
+    return SitePower(pue=section.pue, default=default, nodes=nodes)
 
 
 def _windows(section: ReservedContractSection) -> tuple[ScheduleWindow, ...] | None:
@@ -394,9 +453,17 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         site_power_cap_kw=p.site_power_cap_kw,
         allow_sla_shortfall=p.allow_sla_shortfall,
         price_move_replan_fraction=p.price_move_replan_fraction,
-        idle_power_w=p.idle_power_w,
+        idle_power_w=IDLE_POWER_FALLBACK_W if p.idle_power_w is None else p.idle_power_w,
         display_timezone=p.display_timezone,
         solver_time_limit_s=p.solver_time_limit_s,
         curtail_price_strike_usd_per_kwh=p.curtail_price_strike_usd_per_kwh,
+        idle_power_limit_fraction=IDLE_POWER_LIMIT_FRACTION if p.idle_power_w is None else None,
+        idle_power_source="default" if p.idle_power_w is None else "config",
+        site_power=site_power_from_config(section.power),
     )
-    return PolicyInputs(profiles, Contracts(reserved, on_demand), settings)
+    learning = PowerLearning(
+        settle_s=section.power.settle_s,
+        smoothing=section.power.smoothing,
+        prior_samples=section.power.prior_samples,
+    )
+    return PolicyInputs(profiles, Contracts(reserved, on_demand), settings, learning)

@@ -7,13 +7,17 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
 
 1. Fixed GPUs stay as they are: offline (never counted for an SLA, never reassigned),
    unhealthy, and overridden by an operator (the override's workload).
-2. The site power cap (kW) holds. If even the lowest-power choice for every movable GPU
-   exceeds it, the plan uses that minimum instead and says so. A curtailment window lowers
-   this cap (`policy.curtailment`); since the SLA tier sits below, mining and on-demand AI
-   are shed before a reserved contract loses a GPU, and a shortfall the lowered cap forces
-   is reported like any other. At or above the power-price strike
-   (`curtail_price_strike_usd_per_kwh`), movable GPUs are offered only idle and the active
-   reserved contracts: mining and on-demand AI are shed outright.
+2. The site power cap (kW) holds, at the wall: every GPU's board power over its node's
+   PSU efficiency, each node's host overhead, all times the site's PUE
+   (`orchestrator.policy.power.SitePower`). A fixed GPU whose workload is unknown (or whose
+   node is silent) counts at its last reading or its power limit, never 0 W. If even the
+   lowest-power choice for every movable GPU exceeds the cap, the plan uses that minimum
+   instead and says so. A curtailment window lowers this cap (`policy.curtailment`); since
+   the SLA tier sits below, mining and on-demand AI are shed before a reserved contract
+   loses a GPU, and a shortfall the lowered cap forces is reported like any other. At or
+   above the power-price strike (`curtail_price_strike_usd_per_kwh`), movable GPUs are
+   offered only idle and the active reserved contracts: mining and on-demand AI are shed
+   outright.
 3. Reserved contracts get the GPUs their availability target requires (commitment x
    target, rounded up; hard), unless `allow_sla_shortfall`, in which case a shortfall is
    just its penalty in the objective: penalty x GPUs below commitment x target. The
@@ -72,6 +76,7 @@ from orchestrator.policy.model import (
     PlannerSettings,
     SlaStatus,
 )
+from orchestrator.policy.power import NO_LEARNING, PowerTable, node_of
 
 _FEASIBILITY_W = 1e-6
 _INTEGER_SLACK = 0.5  # a `>=` row on an integer total admits exactly the integers >= bound
@@ -133,6 +138,32 @@ class _Fixed:
     workload: str | None
     option: Option | None
     override: Override | None
+    board_w: float = 0.0  # what it counts at against the cap (`_fixed_board_w`)
+    power_w: float = 0.0  # the same at the wall
+
+
+def _board(option: Option) -> float:
+    return option.power_w if option.board_w is None else option.board_w
+
+
+def _fixed_board_w(gpu: GpuState, option: Option | None, options: tuple[Option, ...]) -> float:
+    """The board power a fixed GPU counts at: never 0 W for want of knowledge.
+
+    A reporting GPU on a known workload: that workload's estimate. A silent node's GPU:
+    the larger of that estimate and its last reading (it may run anything by now, but was
+    last seen there). A GPU whose workload is unknown: its last reading, else its power
+    limit, else its most power-hungry option.
+    """
+    if option is not None and gpu.online:
+        return _board(option)
+    known = [
+        w for w in (None if option is None else _board(option), gpu.power_draw_w) if w is not None
+    ]
+    if known:
+        return max(known)
+    if gpu.power_limit_w:
+        return gpu.power_limit_w
+    return max((_board(o) for o in options), default=0.0)
 
 
 def _contract_terms(contracts: Contracts, active: frozenset[str]) -> dict[str, _ContractTerms]:
@@ -327,6 +358,7 @@ def _classify(
     now_s: float,
     active: frozenset[str],
     shedding: bool = False,
+    power: PowerTable,
 ) -> tuple[list[_Class], list[_Fixed]]:
     by_key: dict[tuple[object, ...], _Class] = {}
     groups: dict[tuple[object, ...], tuple[int, tuple[Option, ...]]] = {}
@@ -343,11 +375,13 @@ def _classify(
             settings=settings,
             active_reserved=active,
             only_current=only_current,
+            power=power,
         )
         if shed:  # the strike: idle and the active reserved contracts only
             options = tuple(o for o in options if _kept_when_shedding(o.workload, active))
         return options
 
+    site = settings.site_power
     for gpu in fleet:
         override = overrides.get(gpu.key)
         if override is not None and override.until_s is not None and override.until_s <= now_s:
@@ -365,14 +399,33 @@ def _classify(
             )
             options = options_of(gpu, only_current=False)
             option = next((o for o in options if o.workload == workload), None)
+            board_w = _fixed_board_w(gpu, option, options)
+            wall_w = site.gpu_wall_w(board_w, node_of(gpu.key))
             fixed.append(
-                _Fixed(gpu, lock, workload, option, override if lock == "override" else None)
+                _Fixed(
+                    gpu,
+                    lock,
+                    workload,
+                    option,
+                    override if lock == "override" else None,
+                    board_w,
+                    wall_w,
+                )
             )
             continue
         dwell = _dwell_left_s(gpu, settings, now_s) > 0
         current = gpu.current_workload
         own, other = _measured_keys(gpu, current, profiles_by_id)
-        group_key: tuple[object, ...] = (gpu.model, gpu.memory_total_bytes, current, dwell, other)
+        wall = site.wall_factor(node_of(gpu.key)) if site.nodes else 1.0
+        group_key: tuple[object, ...] = (
+            gpu.model,
+            gpu.memory_total_bytes,
+            current,
+            dwell,
+            other,
+            wall,
+            gpu.power_limit_w,
+        )
         if per_class_margin:  # the margin depends on the stay value: no sharing
             group_key += (own,)
         key = (*group_key, own)
@@ -385,7 +438,7 @@ def _classify(
                     options_of(gpu, only_current=False, shed=shedding),
                 )
             cls = by_key[key] = _new_class(
-                gpu, group, market, profiles_by_id, dwell=dwell, idle_power_w=settings.idle_power_w
+                gpu, group, market, profiles_by_id, dwell=dwell, settings=settings, power=power
             )
         cls.members.append(gpu)
     return list(by_key.values()), fixed
@@ -427,7 +480,8 @@ def _new_class(
     profiles_by_id: Mapping[str, MiningProfile],
     *,
     dwell: bool,
-    idle_power_w: float,
+    settings: PlannerSettings,
+    power: PowerTable,
 ) -> _Class:
     """The first GPU of a class: the group's options with this GPU's own stay option."""
     options = group[1]
@@ -438,7 +492,7 @@ def _new_class(
     workload = Workload.parse(stay.workload)  # once per class, not per GPU
     profile = profiles_by_id.get(workload.name) if workload.kind is WorkloadKind.MINING else None
     if profile is not None:
-        stay = measured_stay(stay, gpu, profile, market, idle_power_w)
+        stay = measured_stay(stay, gpu, profile, market, settings=settings, power=power)
         options = (*options[:stay_at], stay, *options[stay_at + 1 :])
     lock = "free"
     if dwell:
@@ -457,8 +511,13 @@ def plan(
     overrides: Mapping[str, Override],
     settings: PlannerSettings,
     now_s: float,
+    power: PowerTable = NO_LEARNING,
 ) -> Plan:
-    """The optimal assignment of every GPU in `fleet` at `now_s` (see the module docstring)."""
+    """The optimal assignment of every GPU in `fleet` at `now_s` (see the module docstring).
+
+    `power` is what the fleet has learnt of each GPU model's board power per workload;
+    without it the configured priors price power.
+    """
     active = frozenset(c.id for c in contracts.reserved if c.active(now_s))
     terms = _contract_terms(contracts, active)
     shedding = strike_applies(settings, market.power_price_usd_per_kwh)
@@ -472,13 +531,16 @@ def plan(
         now_s=now_s,
         active=active,
         shedding=shedding,
+        power=power,
     )
     problems: list[str] = []
 
     fixed_counts: dict[str, int] = {}
-    fixed_power_w = 0.0
+    # the hosts draw whatever their GPUs do: a constant in the cap and in the cost
+    host_power_w = settings.site_power.hosts_wall_w({node_of(g.key) for g in fleet})
+    fixed_power_w = host_power_w
     for f in fixed:
-        fixed_power_w += f.option.power_w if f.option is not None else settings.idle_power_w
+        fixed_power_w += f.power_w
         if f.lock == "override" and f.option is not None and f.option.paid_by is not None:
             fixed_counts[f.option.paid_by] = fixed_counts.get(f.option.paid_by, 0) + 1
 
@@ -540,6 +602,7 @@ def plan(
         settings=settings,
         problems=problems,
     )
+    host_cost_usd_per_hour = host_power_w / 1000.0 * market.power_price_usd_per_kwh
     ctx = ReasonContext(
         contracts={
             c: ContractFacts(t.committed, t.paid_cap, totals.assigned.get(c, 0))
@@ -558,8 +621,8 @@ def plan(
     )
     return Plan(
         assignments={g.key: by_key[g.key] for g in fleet},
-        objective_usd_per_hour=totals.objective_usd_per_hour,
-        net_usd_per_hour=totals.net_usd_per_hour,
+        objective_usd_per_hour=totals.objective_usd_per_hour - host_cost_usd_per_hour,
+        net_usd_per_hour=totals.net_usd_per_hour - host_cost_usd_per_hour,
         total_power_w=fixed_power_w + totals.power_w,
         power_cap_w=power_cap_w,
         sla=totals.sla,
@@ -568,6 +631,8 @@ def plan(
         problems=tuple(problems),
         power_cap_reason=settings.power_cap_reason if power_cap_w is not None else "",
         shed_by_strike=shedding,
+        board_power_w=sum(f.board_w for f in fixed) + totals.board_w,
+        host_power_w=host_power_w,
     )
 
 
@@ -594,7 +659,8 @@ def _assigned(
 class _Totals:
     objective_usd_per_hour: float
     net_usd_per_hour: float
-    power_w: float  # of the GPUs the planner placed (not the fixed ones)
+    power_w: float  # of the GPUs the planner placed (not the fixed ones), at the wall
+    board_w: float  # the same on the boards
     assigned: dict[str, int]
     sla: tuple[SlaStatus, ...]
 
@@ -612,7 +678,7 @@ def _totals(
 ) -> _Totals:
     """The objective recomputed exactly from integer counts, and each contract's SLA."""
     fixed_counts: dict[str, int] = {}
-    objective = net = power_w = 0.0
+    objective = net = power_w = board_w = 0.0
     for f in fixed:
         if f.lock != "override" or f.option is None:
             continue  # offline and unhealthy GPUs earn nothing the plan can count on
@@ -628,6 +694,7 @@ def _totals(
             own = 0.0 if option.paid_by is not None else option.revenue_usd_per_hour
             net += n * (own - option.power_cost_usd_per_hour)
             power_w += n * option.power_w
+            board_w += n * _board(option)
     for contract_id, t in terms.items():
         x = assigned.get(contract_id, 0)
         paid = t.paid_usd_per_gpu_hour * min(x, t.paid_cap)
@@ -663,7 +730,7 @@ def _totals(
                 f"{reserved.availability_target_fraction:.4g} availability target), shortfall "
                 f"{shortfall} ({why}), penalty {penalty:.2f} $/h"
             )
-    return _Totals(objective, net, power_w, assigned, tuple(sla))
+    return _Totals(objective, net, power_w, board_w, assigned, tuple(sla))
 
 
 def _disaggregate(

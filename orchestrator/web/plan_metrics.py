@@ -8,6 +8,14 @@ best other candidate would have earned, so a dashboard shows each choice beside 
 alternative. SLA gauges compare committed, planned and actually serving (GPUs online and
 reporting the contract's workload) per reserved contract.
 
+Power: `orchestrator_plan_power_watts{at}` is the newest plan's site power at the wall
+(`at="wall"`, hosts and cooling included, what the site cap counts), on the GPU boards
+(`at="board"`) and of the hosts alone (`at="hosts"`). The learnt power model is
+`orchestrator_power_model_board_watts` and `orchestrator_power_model_samples` per GPU model
+(`modelName`) and workload, and `orchestrator_workload_power_source_gpus` counts the
+planned GPUs of each workload by where their board power figure comes from (`source`:
+measured, benchmark, config, default): labels per model and workload, never per GPU.
+
 The one per-GPU family, `orchestrator_gpu_expected_usd_per_hour` (10,000 samples at 10k
 GPUs), is written as exposition text by `per_gpu_text` (see `metrics.py` for why);
 `/metrics` appends it to the registry's exposition.
@@ -67,6 +75,49 @@ class PlanCollector(Collector):
         yield serving
         yield from self._ledger_families()
         yield from self._plan_families()
+        yield from self._power_families()
+
+    def _power_families(self) -> Iterator[GaugeMetricFamily]:
+        record = self.reader.last_plan
+        site = GaugeMetricFamily(
+            "orchestrator_plan_power_watts",
+            "The newest plan's site power: at the wall (the cap's figure), boards, hosts",
+            labels=["at"],
+        )
+        learnt = GaugeMetricFamily(
+            "orchestrator_power_model_board_watts",
+            "Learnt mean board power per GPU model and workload",
+            labels=["modelName", "workload"],
+        )
+        samples = GaugeMetricFamily(
+            "orchestrator_power_model_samples",
+            "Readings behind the learnt board power per GPU model and workload",
+            labels=["modelName", "workload"],
+        )
+        sources = GaugeMetricFamily(
+            "orchestrator_workload_power_source_gpus",
+            "Planned GPUs per workload by the source of their board power figure",
+            labels=["workload", "source"],
+        )
+        if record is not None:
+            site.add_metric(["wall"], record.plan.total_power_w)
+            site.add_metric(["board"], record.plan.board_power_w)
+            site.add_metric(["hosts"], record.plan.host_power_w)
+            for (model, workload), entry in sorted(record.power.learnt.items()):
+                learnt.add_metric([model, workload], entry.mean_w)
+                samples.add_metric([model, workload], float(entry.samples))
+            by_source: dict[tuple[str, str], int] = defaultdict(int)
+            for assignment in record.plan.assignments.values():
+                workload = assignment.workload or UNKNOWN
+                chosen = next((c for c in assignment.candidates if c.workload == workload), None)
+                source = chosen.power_source if chosen is not None else ""
+                by_source[workload, source or "unknown"] += 1
+            for (workload, source), n in sorted(by_source.items()):
+                sources.add_metric([workload, source], float(n))
+        yield site
+        yield learnt
+        yield samples
+        yield sources
 
     def _ledger_families(self) -> Iterator[GaugeMetricFamily]:
         labels = ["contract"]

@@ -3,7 +3,10 @@
 Pure functions from a `PlanRecord` (or the policy) to plain dicts, shared by the HTTP API
 and tests.
 An explanation lists every candidate the planner priced for the GPU with its net $/h,
-the choice, whether it changes anything, and the reason in words.
+the choice, whether it changes anything, and the reason in words. Power is shown twice:
+`board_w` (what NVML reads) and `wall_w` (what the site pays and the cap counts: over the
+node's PSU efficiency, times the PUE), with the board figure's provenance (`power_source`:
+measured, benchmark, config, default; `power_samples`: readings behind a measurement).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 from orchestrator.central.reader import PlanRecord, ServeReader
 from orchestrator.central.store import CommandRecord
 from orchestrator.markets import Quote
-from orchestrator.policy.model import Contracts
+from orchestrator.policy.model import CandidateValue, Contracts
+from orchestrator.policy.power import PowerTable
 
 
 def _quote(quote: Quote) -> dict[str, Any]:
@@ -65,6 +69,8 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         "net_usd_per_hour": round(plan.net_usd_per_hour, 4),
         "objective_usd_per_hour": round(plan.objective_usd_per_hour, 4),
         "total_power_w": round(plan.total_power_w, 1),
+        "board_power_w": round(plan.board_power_w, 1),
+        "host_power_w": round(plan.host_power_w, 1),
         "power_cap_w": plan.power_cap_w,
         "power_cap_reason": plan.power_cap_reason,
         "curtailment": _curtailment(record),
@@ -84,6 +90,7 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         ],
         "problems": list(record.problems),
         "market": market_json(record),
+        "power_model": power_model_json(record.power),
         "recent_commands": [c.to_json() for c in commands],
     }
 
@@ -100,6 +107,41 @@ def _curtailment(record: PlanRecord) -> dict[str, Any] | None:
         "end_s": w.end_s,
         "reason": w.reason,
         "source": w.source,
+    }
+
+
+def power_model_json(table: PowerTable) -> list[dict[str, Any]]:
+    """What the fleet has learnt of board power, per GPU model and workload."""
+    rows = []
+    for (model, workload), learnt in sorted(table.learnt.items()):
+        slope = learnt.slope_w_per_pct
+        rows.append(
+            {
+                "model": model,
+                "workload": workload,
+                "board_w": round(learnt.mean_w, 1),
+                "samples": learnt.samples,
+                "mean_utilisation_pct": (
+                    None if learnt.mean_u_pct is None else round(learnt.mean_u_pct, 1)
+                ),
+                "w_per_utilisation_pct": None if slope is None else round(slope, 3),
+            }
+        )
+    return rows
+
+
+def _candidate_json(c: CandidateValue, chosen: bool) -> dict[str, Any]:
+    board_w = c.power_w if c.board_w is None else c.board_w
+    return {
+        "workload": c.workload,
+        "net_usd_per_hour": round(c.net_usd_per_hour, 4),
+        "power_w": round(c.power_w, 1),
+        "board_w": round(board_w, 1),
+        "wall_w": round(c.power_w, 1),
+        "power_source": c.power_source,
+        "power_samples": c.power_samples,
+        "note": c.note,
+        "chosen": chosen,
     }
 
 
@@ -122,16 +164,26 @@ def explain_json(record: PlanRecord, key: str) -> dict[str, Any] | None:
         "curtailment": _curtailment(record),
         "shed_by_strike": record.plan.shed_by_strike,
         "candidates": [
-            {
-                "workload": c.workload,
-                "net_usd_per_hour": round(c.net_usd_per_hour, 4),
-                "power_w": round(c.power_w, 1),
-                "note": c.note,
-                "chosen": c.workload == assignment.workload,
-            }
-            for c in assignment.candidates
+            _candidate_json(c, c.workload == assignment.workload) for c in assignment.candidates
         ],
+        "power": _gpu_power_json(record, key),
         "market": market_json(record),
+    }
+
+
+def _gpu_power_json(record: PlanRecord, key: str) -> dict[str, Any]:
+    """The GPU's latest reading and limit, and what its planned workload draws."""
+    gpu = record.gpus.get(key)
+    assignment = record.plan.assignments[key]
+    chosen = next((c for c in assignment.candidates if c.workload == assignment.workload), None)
+    planned: dict[str, Any] | None = None
+    if chosen is not None:
+        row = _candidate_json(chosen, chosen=True)
+        planned = {k: row[k] for k in ("board_w", "wall_w", "power_source", "power_samples")}
+    return {
+        "reading_w": gpu.power_draw_w if gpu else None,
+        "limit_w": gpu.power_limit_w if gpu else None,
+        "planned": planned,
     }
 
 

@@ -26,7 +26,10 @@ RICH: dict[str, Any] = {
             {"type": "static", "algorithm": "kawpow", "value": 1.0e-6},
             {"type": "power_static", "usd_per_kwh": 0.05},
         ]
-    }
+    },
+    # the wall is the board here (no PSU loss, host or cooling), so the caps below read as
+    # the GPUs' own watts: 0.7 kW holds acme's two 300 W GPUs and two idle ones
+    "power": {"pue": 1.0, "psu_efficiency": 1.0, "host_overhead_w": 0.0},
 }
 
 
@@ -99,13 +102,19 @@ async def test_an_operator_window_sheds_mining_keeps_the_contract_and_survives_a
             assert plan["power_cap_w"] == 700.0
             assert plan["curtailment"]["reason"] == "ERCOT EEA1"
 
-            # a window tomorrow at 0.3 kW cannot keep acme's two GPUs: said now, ahead of it
+            # a window tomorrow at 0.45 kW cannot keep acme's two GPUs (one 300 W GPU and three
+            # idle ones at 22-42 W fit, two 300 W GPUs do not): said now, ahead of it
             tomorrow = central.clock() + 86_400
             status, ahead = await call(
                 "POST",
                 url,
                 token=OPERATOR,
-                body={"cap_kw": 0.3, "start_s": tomorrow, "end_s": tomorrow + 3600, "reason": "DR"},
+                body={
+                    "cap_kw": 0.45,
+                    "start_s": tomorrow,
+                    "end_s": tomorrow + 3600,
+                    "reason": "DR",
+                },
             )
             assert status == 201
             assert ahead["state"] == "upcoming"

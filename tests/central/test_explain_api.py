@@ -80,8 +80,13 @@ async def test_explain_names_every_candidate_and_the_reason_by_key_and_by_uuid(
         assert lifecycle["cooldown_until_s"] is not None
         candidates = {c["workload"]: c for c in view["candidates"]}
         assert set(candidates) == {"ai:spot", "mine:kawpow", "idle"}
-        # 0.30 $/h x 25 % - 300 W x 0.05 $/kWh, less the switch downtime spread over the horizon
-        assert 0.05 < candidates["ai:spot"]["net_usd_per_hour"] <= 0.06
+        # 0.30 $/h x 25 % - 300 W board at the wall (x 1.2 PUE / 0.92 PSU = 391.3 W) x 0.05 $/kWh,
+        # less the 300 s load's lost revenue spread over the hour's horizon: 0.0492 $/h
+        spot = candidates["ai:spot"]
+        assert (spot["board_w"], spot["wall_w"]) == (300.0, 391.3)
+        assert spot["net_usd_per_hour"] == pytest.approx(
+            0.30 * 0.25 - 0.3913 * 0.05 - 300 / 3600 * 0.075, abs=1e-4
+        )
         assert candidates["ai:spot"]["chosen"] is True
         assert view["market"]["power_usd_per_kwh"] == 0.05
         assert plan["market"]["quotes"]["kawpow"]["source"] == "static"

@@ -4,7 +4,10 @@ The reference below enumerates every assignment of every movable GPU, applies th
 rules written out plainly (fixed GPUs, contract ceilings, the power cap raised to the
 lowest possible draw, SLA shortfall before broken soft locks before money) and keeps the
 best. It shares only the per-GPU pricing (`gpu_options`) with the planner, so it checks
-the aggregation into classes, the MILP tiers and the disaggregation.
+the aggregation into classes, the MILP tiers and the disaggregation. Some sites are priced
+at the wall, with one node's power supply and host unlike the others': GPUs of one model on
+different nodes then differ in price, and each node's host is a constant in the cap and
+the money.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from orchestrator.policy.model import (
     ReservedContract,
 )
 from orchestrator.policy.planner import plan
+from orchestrator.policy.power import NEUTRAL_SITE, NodePower, SitePower, node_of
 
 NOW_S = 1_000_000.0
 MODELS = ("A", "B")
@@ -150,6 +154,7 @@ def instances(draw: st.DrawFn) -> Instance:
         site_power_cap_kw=cap_kw,
         allow_sla_shortfall=draw(st.booleans()),
         idle_power_w=draw(st.sampled_from([0.0, 20.0])),
+        site_power=draw(st.sampled_from([NEUTRAL_SITE, NEUTRAL_SITE, WALL])),
     )
     return Instance(
         fleet, market, Contracts(reserved, on_demand), profiles, overrides, planner_settings
@@ -213,12 +218,28 @@ def _fixed(inst: Instance, gpu: GpuState) -> tuple[str, Option | None] | None:
     return lock, next((o for o in _options(inst, gpu) if o.workload == workload), None)
 
 
+def _fixed_power_w(inst: Instance, gpu: GpuState, option: Option | None) -> float:
+    """A fixed GPU's draw: its workload's, or where that is unknown its most power-hungry
+    option (these GPUs report neither a reading nor a limit), never 0 W."""
+    if option is not None:
+        return option.power_w
+    return max(o.power_w for o in _options(inst, gpu))
+
+
 def _soft(inst: Instance, gpu: GpuState, options: tuple[Option, ...]) -> bool:
     stay = next((o for o in options if o.is_stay), None)
     if stay is None:
         return False
     dwell = gpu.since_s is not None and NOW_S - gpu.since_s < inst.settings.min_dwell_s
     return dwell or not stay.price_known
+
+
+# PUE 1.25, 80 % supplies and 40 W hosts, except node n1 (95 %, 150 W)
+WALL = SitePower(pue=1.25, default=NodePower(40.0, 0.8), nodes={"n1": NodePower(150.0, 0.95)})
+
+
+def _hosts_w(inst: Instance) -> float:
+    return inst.settings.site_power.hosts_wall_w({node_of(g.key) for g in inst.fleet})
 
 
 def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
@@ -231,7 +252,7 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
         fixed = _fixed(inst, gpu)
         if fixed is not None:
             lock, option = fixed
-            power_w += option.power_w if option is not None else inst.settings.idle_power_w
+            power_w += _fixed_power_w(inst, gpu, option)
             if lock == "override" and option is not None:
                 own = 0.0 if option.paid_by else option.revenue_usd_per_hour
                 objective += own - option.power_cost_usd_per_hour
@@ -250,17 +271,19 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
         x = assigned[contract_id]
         objective += paid * min(x, cap) - penalty * max(0.0, target - x)
         shortfall += max(0, required - x)
-    return Outcome(shortfall, breaks, objective, power_w)
+    hosts_w = _hosts_w(inst)
+    objective -= hosts_w / 1000.0 * inst.market.power_price_usd_per_kwh
+    return Outcome(shortfall, breaks, objective, power_w + hosts_w)
 
 
 def _cap_w(inst: Instance) -> float:
     if inst.settings.site_power_cap_kw is None:
         return math.inf
-    lowest_w = 0.0
+    lowest_w = _hosts_w(inst)
     for gpu in inst.fleet:
         fixed = _fixed(inst, gpu)
         if fixed is not None:
-            lowest_w += fixed[1].power_w if fixed[1] is not None else inst.settings.idle_power_w
+            lowest_w += _fixed_power_w(inst, gpu, fixed[1])
         else:
             lowest_w += min(o.power_w for o in _options(inst, gpu))
     return max(inst.settings.site_power_cap_kw * 1000.0, lowest_w)

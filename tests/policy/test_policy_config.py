@@ -143,3 +143,44 @@ def test_a_sound_policy_has_no_problems() -> None:
     section = PolicySection.model_validate(policy())
     assert contract_problems(section.contracts, {MODEL: 4}) == []
     assert contract_problems(section.contracts, None) == []
+
+
+def test_power_at_the_wall_and_priors_come_from_config() -> None:
+    """`[power]` becomes the board->wall conversion (per-node overrides over the site's);
+    an unset `idle_power_w` is a share of the power limit, and its source says "default"."""
+    raw = policy(
+        power={
+            "pue": 1.3,
+            "psu_efficiency": 0.9,
+            "host_overhead_w": 250,
+            "nodes": {"big": {"host_overhead_w": 1200}},
+        }
+    )
+    inputs = policy_from_config(PolicySection.model_validate(raw))
+    site = inputs.settings.site_power
+    assert site.wall_w(900.0, "n0") == pytest.approx((900 / 0.9 + 250) * 1.3)
+    assert site.wall_w(900.0, "big") == pytest.approx((900 / 0.9 + 1200) * 1.3)
+    assert inputs.settings.idle_prior(700.0).board_w == pytest.approx(84.0)
+    assert inputs.settings.idle_prior(700.0).source == "default"
+    (acme,) = inputs.contracts.reserved
+    assert acme.power.prior("other model").source == "default"
+    set_idle = policy_from_config(
+        PolicySection.model_validate(policy(planner={"idle_power_w": 30}))
+    )
+    assert set_idle.settings.idle_prior(700.0).board_w == 30.0
+    assert set_idle.settings.idle_prior(700.0).source == "config"
+
+
+def test_the_default_power_section_is_realistic_not_neutral() -> None:
+    """An empty `[power]` still plans lossy supplies, a host and cooling."""
+    site = policy_from_config(PolicySection.model_validate(policy())).settings.site_power
+    assert site.wall_w(1000.0) > 1000.0 / 0.95 * 1.1
+
+
+@pytest.mark.parametrize(
+    ("power", "bad_key"),
+    [({"pue": 0.9}, "pue"), ({"psu_efficiency": 1.2}, "psu_efficiency"), ({"cop": 1}, "cop")],
+)
+def test_bad_power_values_are_named(power: dict[str, Any], bad_key: str) -> None:
+    with pytest.raises(ValidationError, match=bad_key):
+        PolicySection.model_validate(policy(power=power))

@@ -7,11 +7,15 @@ readings follow the workload the way real boards do:
 
 - idle: idle power, base clocks (HBM stays at its one clock), no processes, only the driver's
   reserved memory used, utilisation 0.
-- mining: power settles at the model's `mining_power_fraction` of the limit (60-85 %) after a
-  ~20 s DAG build, GPU and memory-controller utilisation near 100 %, a few GiB of DAG in memory,
-  the core clock tuned down, one process named like a miner (`t-rex`, `lolMiner`, `miner` ...).
+- idle after a workload: the board settles from `idle_after_load_power_w` to idle power
+  (time constant 30 s) where the model has such a step (a real H200: 126 W, then 78 W).
+- mining: power settles at the model's `mining_power_fraction` of the limit (60-85 %; the
+  H200's 99 % is a measured mining-style load) after a ~20 s DAG build, GPU and
+  memory-controller utilisation near 100 %, a few GiB of DAG in memory, the core clock
+  tuned down, one process named like a miner (`t-rex`, `lolMiner`, `miner` ...).
 - AI inference: the server grabs ~90 % of memory while the model loads (vLLM's default), then
-  utilisation wanders (a mean-reverting random walk around 70 %) and power follows it; one
+  utilisation wanders (a mean-reverting random walk around 70 %) and power follows it from
+  `ai_loaded_idle_power_w` (a server holding its model with no requests) upward; one
   `python3` process (or `tritonserver` / `ollama` when the contract name says so).
 
 Temperature relaxes toward a level set by power (time constant 30 s, so it lags a switch) and
@@ -24,6 +28,11 @@ Noise is a Gaussian clipped at 2.5 `noise_fraction`s, so ranges such as "mining 
 `clock`, so the same seed, clock readings and calls give the same samples. UUIDs and PCI
 bus ids derive from node and index alone: stable across restarts and seeds, unique within a
 node, bus ids ascending with the index as NVML enumerates them.
+
+Energy: each GPU keeps NVML's total energy counter (`total_energy_mj`, millijoules since
+the driver loaded, as Volta and newer report it), integrating the noise-free power between
+samples (trapezoids), so an energy delta over a time delta is the mean power the noisy
+instantaneous readings scatter around.
 
 Faults for tests, per GPU, sticky until `clear_faults`: `nvml_error` (the power query fails:
 unhealthy, power None), `lost` (GPU fell off the bus: identity only), `ecc_uncorrected` /
@@ -100,6 +109,10 @@ class _FakeGpu:
     temperature_c: float | None = None
     last_sample_s: float | None = None
     ai_utilization_pct: float = _AI_UTILIZATION_MEAN_PCT
+    loaded_before: bool = False  # the workload before idle was a load (settling power)
+    energy_mj: float = 0.0
+    energy_at_s: float | None = None
+    true_power_w: float = 0.0  # noise-free power at `energy_at_s`
     faults: set[str] = field(default_factory=set)
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
@@ -158,6 +171,8 @@ class FakeGpuBackend:
                 rng=random.Random(_digest("noise", seed, node, index)),  # noqa: S311 - simulation
                 workload=initial_workloads[index % len(initial_workloads)],
                 since_s=started_s,
+                # a counter since driver load: some hours' worth of energy, per GPU
+                energy_mj=float(int.from_bytes(_digest("energy", node, index)[:3], "big") * 1000),
             )
             for index in range(gpus)
         ]
@@ -201,6 +216,7 @@ class FakeGpuBackend:
         with self._lock:
             gpu = self._gpu(index)
             if workload != gpu.workload:
+                gpu.loaded_before = workload_kind(gpu.workload) is not WorkloadKind.IDLE
                 gpu.workload = workload
                 gpu.since_s = since_s
                 gpu.ai_utilization_pct = _AI_UTILIZATION_MEAN_PCT
@@ -253,6 +269,7 @@ class FakeGpuBackend:
                 health_reasons=("GPU is lost (nvmlDeviceGetMemoryInfo)",),
             )
         load = self._load(gpu, now_s)
+        self._integrate_energy(gpu, load.power_w, now_s)
         power_w = self._noisy(gpu, load.power_w, low=0.0, high=model.power_limit_w)
         temperature_c = self._temperature(gpu, power_w, now_s)
         memory_total_mib = model.memory_total_mib
@@ -295,6 +312,7 @@ class FakeGpuBackend:
             temperature_c=round(temperature_c),
             power_draw_w=None if "nvml_error" in gpu.faults else round(power_w, 2),
             power_limit_w=model.power_limit_w,
+            total_energy_mj=None if "nvml_error" in gpu.faults else int(gpu.energy_mj),
             sm_clock_mhz=round(load.sm_clock_mhz),
             memory_clock_mhz=load.memory_clock_mhz,
             fan_speed_pct=self._fan(temperature_c) if model.has_fan else None,
@@ -331,9 +349,10 @@ class FakeGpuBackend:
             utilization = gpu.ai_utilization_pct * warm
             ai_memory_mib = _AI_MEMORY_FRACTION * model.memory_total_mib
             busy_w = _AI_POWER_FRACTION * model.power_limit_w
+            floor_w = model.ai_loaded_idle_power_w or model.idle_power_w
             sm_span = model.sm_clock_boost_mhz - model.sm_clock_idle_mhz
             return _Load(
-                power_w=model.idle_power_w + (busy_w - model.idle_power_w) * utilization / 100.0,
+                power_w=floor_w + (busy_w - floor_w) * utilization / 100.0,
                 utilization_gpu_pct=utilization,
                 utilization_memory_pct=0.55 * utilization,
                 memory_used_mib=model.idle_memory_used_mib
@@ -342,8 +361,12 @@ class FakeGpuBackend:
                 memory_clock_mhz=model.memory_clock_max_mhz,
                 process_name=self._ai_server_name(gpu.workload),
             )
+        idle_w = model.idle_power_w
+        if gpu.loaded_before and model.idle_after_load_power_w is not None:
+            settle = math.exp(-running_s / _THERMAL_TIME_CONSTANT_S)
+            idle_w += (model.idle_after_load_power_w - idle_w) * settle
         return _Load(
-            power_w=model.idle_power_w,
+            power_w=idle_w,
             utilization_gpu_pct=0.0,
             utilization_memory_pct=0.0,
             memory_used_mib=model.idle_memory_used_mib,
@@ -351,6 +374,15 @@ class FakeGpuBackend:
             memory_clock_mhz=model.memory_clock_idle_mhz,
             process_name=None,
         )
+
+    @staticmethod
+    def _integrate_energy(gpu: _FakeGpu, power_w: float, now_s: float) -> None:
+        """Advance the energy counter to `now_s` (trapezoid between noise-free powers)."""
+        if gpu.energy_at_s is not None and now_s > gpu.energy_at_s:
+            mean_w = (gpu.true_power_w + power_w) / 2.0
+            gpu.energy_mj += mean_w * (now_s - gpu.energy_at_s) * 1000.0
+        gpu.energy_at_s = max(now_s, gpu.energy_at_s or now_s)
+        gpu.true_power_w = power_w
 
     def _noisy(self, gpu: _FakeGpu, value: float, *, low: float, high: float) -> float:
         deviation = max(-_NOISE_CLIP, min(_NOISE_CLIP, gpu.rng.gauss(0.0, 1.0)))

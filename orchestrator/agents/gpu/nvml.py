@@ -145,6 +145,10 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+def _integer(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
 def _watts(milliwatts: object) -> float | None:
     return None if milliwatts is None else float(milliwatts) / _MW_PER_W  # type: ignore[arg-type]
 
@@ -308,6 +312,7 @@ class NvmlBackend:
             "temperature_c": reader.call(nvml.nvmlDeviceGetTemperature, _TEMPERATURE_GPU),
             "power_draw_w": _watts(reader.call(nvml.nvmlDeviceGetPowerUsage)),
             "power_limit_w": _watts(reader.call(nvml.nvmlDeviceGetEnforcedPowerLimit)),
+            "total_energy_mj": _integer(reader.call(nvml.nvmlDeviceGetTotalEnergyConsumption)),
             "sm_clock_mhz": reader.call(nvml.nvmlDeviceGetClockInfo, _CLOCK_SM),
             "memory_clock_mhz": reader.call(nvml.nvmlDeviceGetClockInfo, _CLOCK_MEM),
             "fan_speed_pct": reader.call(nvml.nvmlDeviceGetFanSpeed),

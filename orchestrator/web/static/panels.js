@@ -349,6 +349,11 @@ export function renderOverrides(container, overrides, { canWrite }) {
   replace(container, table("Live overrides", ["id", "GPUs", "workload", "reason — by", "until", ""], rows));
 }
 
+function powerSource(c) {
+  if (!c.power_source) return "";
+  return c.power_samples ? `${c.power_source} (${c.power_samples})` : c.power_source;
+}
+
 export function renderExplain(container, view) {
   const rows = view.candidates.map((c) =>
     h(
@@ -356,7 +361,9 @@ export function renderExplain(container, view) {
       { class: c.chosen ? "chosen" : "" },
       h("th", { scope: "row" }, swatch(c.workload), c.workload, c.chosen ? " ✓" : ""),
       h("td", { class: "num" }, `${usd(c.net_usd_per_hour, 3)}/h`),
-      h("td", { class: "num" }, `${Math.round(c.power_w)} W`),
+      h("td", { class: "num" }, `${Math.round(c.board_w ?? c.power_w)} W`),
+      h("td", { class: "num" }, `${Math.round(c.wall_w ?? c.power_w)} W`),
+      h("td", { class: "muted" }, powerSource(c)),
       h("td", { class: "muted" }, c.note),
     ),
   );
@@ -372,7 +379,7 @@ export function renderExplain(container, view) {
     ),
     h("p", { class: "reason" }, view.reason),
     lifecycleLine(view.lifecycle),
-    table(`Candidates for ${view.gpu}`, ["candidate", "net", "power", "note"], rows),
+    table(`Candidates for ${view.gpu}`, ["candidate", "net", "board", "wall", "power from", "note"], rows),
   );
 }
 

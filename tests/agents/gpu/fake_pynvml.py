@@ -39,6 +39,7 @@ class Device:
     temperature_c: int = 59
     power_mw: int = 631_950
     power_limit_mw: int = 700_000
+    energy_mj: int | None = 13_233_623  # None: NotSupported (boards before Volta)
     sm_clock_mhz: int = 1980
     memory_clock_mhz: int = 2619
     fan_pct: int | None = None  # None: NotSupported, as on datacenter boards
@@ -154,6 +155,13 @@ class FakeNvml:
     def nvmlDeviceGetPowerUsage(self, handle: Handle) -> int:
         self._enter("nvmlDeviceGetPowerUsage", handle)
         return self._device(handle).power_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Handle) -> int:
+        self._enter("nvmlDeviceGetTotalEnergyConsumption", handle)
+        energy = self._device(handle).energy_mj
+        if energy is None:
+            raise pynvml.NVMLError(NOT_SUPPORTED)
+        return energy
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: Handle) -> int:
         self._enter("nvmlDeviceGetEnforcedPowerLimit", handle)

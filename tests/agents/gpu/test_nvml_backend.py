@@ -83,6 +83,7 @@ def test_readings_arrive_in_protocol_units(tmp_path: Path) -> None:
         temperature_c=59,
         power_draw_w=631.95,
         power_limit_w=700.0,
+        total_energy_mj=13_233_623,
         sm_clock_mhz=1980,
         memory_clock_mhz=2619,
         fan_speed_pct=None,
@@ -106,13 +107,20 @@ def test_readings_arrive_in_protocol_units(tmp_path: Path) -> None:
 
 
 def test_not_supported_fields_are_none_not_errors(tmp_path: Path) -> None:
-    """A datacenter board without a fan and a GeForce without ECC are both healthy."""
-    backend = opened(FakeNvml([h100(1), GEFORCE]), tmp_path)
-    datacenter, geforce = backend.sample()
+    """A datacenter board without a fan, a GeForce without ECC and a board without an
+    energy counter are all healthy."""
+    old = h100(2)
+    old.energy_mj = None
+    backend = opened(FakeNvml([h100(1), GEFORCE, old]), tmp_path)
+    datacenter, geforce, no_counter = backend.sample()
+    assert no_counter.total_energy_mj is None
+    assert no_counter.power_draw_w == pytest.approx(631.95)
+    assert no_counter.health is Health.OK
     assert datacenter.fan_speed_pct is None
     assert geforce.ecc_errors_uncorrected_volatile is None
     assert geforce.retired_pages_pending is None
     assert [datacenter.health, geforce.health] == [Health.OK, Health.OK]
+    assert datacenter.total_energy_mj == 13_233_623
 
 
 def test_lost_gpu_and_failing_gpu_are_marked_and_the_others_sampled(tmp_path: Path) -> None:
@@ -175,6 +183,7 @@ def test_per_sample_cost_handles_cached_and_unsupported_queries_not_repeated(
     assert nvml.calls["nvmlDeviceGetFanSpeed"] == 2  # NotSupported once per GPU, then skipped
     assert nvml.calls["nvmlDeviceGetRetiredPagesPendingStatus"] == 2
     assert nvml.calls["nvmlDeviceGetPowerUsage"] == 10
+    assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 10
     assert nvml.calls["nvmlEventSetWait"] == 5  # one non-blocking poll per sample
 
 
