@@ -210,6 +210,7 @@ class PlannerSettings:
     horizon_s: float = 3600.0
     hysteresis_margin_usd_per_gpu_hour: float = 0.02
     hysteresis_margin_fraction: float = 0.0
+    hysteresis_scope: str = "fleet"  # "fleet" (on the mix's net change) or "gpu" (per move)
     min_dwell_s: float = 600.0
     switch_fixed_cost_usd: float = 0.0
     site_power_cap_kw: float | None = None
@@ -347,6 +348,7 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         horizon_s=p.horizon_s,
         hysteresis_margin_usd_per_gpu_hour=p.hysteresis_margin_usd_per_gpu_hour,
         hysteresis_margin_fraction=p.hysteresis_margin_fraction,
+        hysteresis_scope=p.hysteresis_scope,
         min_dwell_s=p.min_dwell_s,
         switch_fixed_cost_usd=p.switch_fixed_cost_usd,
         site_power_cap_kw=p.site_power_cap_kw,
