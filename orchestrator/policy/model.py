@@ -210,7 +210,7 @@ class PlannerSettings:
     horizon_s: float = 3600.0
     hysteresis_margin_usd_per_gpu_hour: float = 0.02
     hysteresis_margin_fraction: float = 0.0
-    hysteresis_scope: str = "fleet"  # "fleet" (on the mix's net change) or "gpu" (per move)
+    hysteresis_scope: str = "gpu"  # "gpu" (per move) or "fleet" (on the mix's net change)
     min_dwell_s: float = 600.0
     switch_fixed_cost_usd: float = 0.0
     site_power_cap_kw: float | None = None

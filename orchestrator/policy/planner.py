@@ -23,7 +23,7 @@ more GPUs mining at one price, fewer at the next. Charged on every GPU that move
 (`"gpu"`, the old rule), it also taxes changes that no price noise drives: swapping which
 GPU does what (the efficient GPU takes the on-demand work, the hungry one goes idle) gains
 the fleet real money, but each leg pays the margin, so a swap worth less than two margins
-is never made, however long its gain lasts. With `"fleet"` (the default) the $/GPU-hour
+is never made, however long its gain lasts. With `"fleet"` the $/GPU-hour
 margin is charged on the net change of the fleet's mix: per workload, the GPUs that join
 it beyond those that leave it (`mix_change`). A plain move pays exactly what it paid
 before; a swap or rotation that leaves every workload's count unchanged pays only its real
@@ -34,7 +34,11 @@ and not a two-stage solve or a minimum gain per plan: both judge a plan as a who
 plan with one large, certain change would carry along every small flap riding with it,
 and a per-plan threshold that stops those flaps is again too high for the small swaps; the
 mix rule damps exactly the moves that change what the fleet does, whatever else the plan
-contains. The fraction margin (`hysteresis_margin_fraction`) stays per GPU.
+contains. The fraction margin (`hysteresis_margin_fraction`) stays per GPU. The default
+is still `"gpu"`: on the year-long ERCOT backtest (docs/backtest.md) the fleet scope makes
+the swaps and earns more at the same margin, but it switches more, and at equal switching
+it earns about what a lower per-GPU margin does; a rule that knows how long a gain lasts
+(until the next contract window) is what would do better.
 
 Solving. GPUs are grouped into classes: same model and memory, same current workload, same
 soft lock and the same measured-rate buckets. Every member of a class has the same option

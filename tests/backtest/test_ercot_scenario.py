@@ -48,8 +48,10 @@ def test_a_fleet_scope_margin_earns_what_a_per_gpu_margin_strands(tmp_path: Path
     """Same data, same margin: the fleet scope earns more than the per-GPU scope, stays
     within 1 % of the hindsight bound and far above always mining."""
     per_gpu_config = tmp_path / "per-gpu.toml"
+    text = CONFIG.read_text()
+    assert 'hysteresis_scope = "fleet"' in text
     per_gpu_config.write_text(
-        CONFIG.read_text().replace("[planner]\n", '[planner]\nhysteresis_scope = "gpu"\n', 1)
+        text.replace('hysteresis_scope = "fleet"', 'hysteresis_scope = "gpu"', 1)
     )
     fleet = _net_by_strategy(CONFIG, tmp_path / "fleet.json")
     per_gpu = _net_by_strategy(per_gpu_config, tmp_path / "per-gpu.json")

@@ -52,9 +52,7 @@ def test_switch_cost_is_lost_net_revenue_during_downtime_plus_fixed_cost_over_th
 
 def test_hysteresis_margin_is_the_larger_of_absolute_and_fraction() -> None:
     settings = PlannerSettings(
-        hysteresis_margin_usd_per_gpu_hour=0.02,
-        hysteresis_margin_fraction=0.1,
-        hysteresis_scope="gpu",
+        hysteresis_margin_usd_per_gpu_hour=0.02, hysteresis_margin_fraction=0.1
     )
     assert hysteresis_margin_usd_per_hour(0.1, settings) == pytest.approx(0.02)
     assert hysteresis_margin_usd_per_hour(1.0, settings) == pytest.approx(0.1)
@@ -63,7 +61,9 @@ def test_hysteresis_margin_is_the_larger_of_absolute_and_fraction() -> None:
 def test_a_fleet_scope_margin_leaves_only_the_fraction_to_each_gpu() -> None:
     """Fleet scope: the $/GPU-hour part is charged on the fleet's mix by the planner."""
     settings = PlannerSettings(
-        hysteresis_margin_usd_per_gpu_hour=0.02, hysteresis_margin_fraction=0.1
+        hysteresis_margin_usd_per_gpu_hour=0.02,
+        hysteresis_margin_fraction=0.1,
+        hysteresis_scope="fleet",
     )
     assert hysteresis_margin_usd_per_hour(0.1, settings) == pytest.approx(0.01)
     assert hysteresis_margin_usd_per_hour(1.0, settings) == pytest.approx(0.1)
@@ -123,7 +123,7 @@ def test_ai_options_are_paid_by_their_contract_and_respect_eligibility() -> None
         market=Market({}, 0.1),
         contracts=Contracts((big, off), (spot,)),
         profiles=[PROFILE],
-        settings=PlannerSettings(hysteresis_scope="gpu"),
+        settings=PlannerSettings(),
         active_reserved=frozenset({"big"}),
     )
     assert [o.workload for o in options] == ["idle", "ai:spot"]  # no kawpow price, no big, no off

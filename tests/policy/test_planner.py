@@ -327,6 +327,9 @@ def test_when_nothing_pays_for_a_switch_no_gpu_moves() -> None:
     }
 
 
+FLEET_SCOPE = replace(SETTINGS, hysteresis_scope="fleet")
+
+
 def _swap_fleet() -> tuple[list[GpuState], OnDemandContract]:
     """A 550 W GPU serves a one-GPU on-demand contract while a 250 W GPU of another model
     sits idle: moving the work to the efficient one saves 300 W x 0.1 $/kWh = $0.03/h."""
@@ -350,18 +353,17 @@ def test_a_pair_swap_worth_less_than_two_margins_is_made_under_a_fleet_scope_mar
     """Fleet scope: swapping which GPU serves changes no workload's count, so only switching
     costs judge it, and the $0.03/h saving is taken although it is below two $0.05 margins."""
     fleet, on_demand = _swap_fleet()
-    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)))
+    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)), settings=FLEET_SCOPE)
     assert result.assignments["n0:0"].workload == "idle"
     assert result.assignments["n0:1"].workload == "ai:spot"
     assert result.switches == 2
 
 
 def test_a_per_gpu_margin_strands_the_same_pair_swap() -> None:
-    """The old rule, kept as `hysteresis_scope = "gpu"`: each leg pays the margin, so the
-    swap never clears it and the 550 W GPU keeps the work."""
+    """The default, `hysteresis_scope = "gpu"`: each leg pays the margin, so the swap never
+    clears it and the 550 W GPU keeps the work."""
     fleet, on_demand = _swap_fleet()
-    settings = replace(SETTINGS, hysteresis_scope="gpu")
-    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)), settings=settings)
+    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)))
     assert result.assignments["n0:0"].workload == "ai:spot"
     assert result.switches == 0
 
@@ -370,7 +372,7 @@ def test_a_fleet_scope_margin_still_damps_a_change_of_the_mix() -> None:
     """Moving a GPU into a workload no GPU leaves pays the margin, as before: an idle GPU
     does not start mining for a gain of $0.01/h under a $0.05/h margin."""
     # 30 MH/s at 3.2e-8 $/H/s/day = $0.04/h gross - $0.03/h power = $0.01/h net
-    result = run([gpu(0, "idle")], market(3.2e-8), Contracts(), settings=SETTINGS)
+    result = run([gpu(0, "idle")], market(3.2e-8), Contracts(), settings=FLEET_SCOPE)
     assert result.assignments["n0:0"].workload == "idle"
-    result = run([gpu(0, "idle")], market(8e-8), Contracts(), settings=SETTINGS)  # $0.07/h
+    result = run([gpu(0, "idle")], market(8e-8), Contracts(), settings=FLEET_SCOPE)  # $0.07/h
     assert result.assignments["n0:0"].workload == "mine:kawpow"
