@@ -39,6 +39,7 @@ class ReasonContext:
     min_dwell_s: float
     display_timezone: str
     now_s: float
+    mix_margin_usd_per_hour: float = 0.0  # the margin on the fleet's mix ("fleet" scope)
 
 
 def usd(value: float) -> str:
@@ -117,6 +118,12 @@ def _constraint_text(best: Option, chosen: Option, ctx: ReasonContext) -> str:
         headroom_w = ctx.power_cap_w - ctx.total_power_w
         if headroom_w < best.power_w - chosen.power_w:
             return f"site power cap {ctx.power_cap_w / 1000:.1f} kW reached"
+    gain = best.net_usd_per_hour - chosen.net_usd_per_hour
+    if chosen.is_stay and 0 < gain <= ctx.mix_margin_usd_per_hour + 1e-9:
+        return (
+            f"{best.workload} would add {usd(gain)} after switch cost, below the "
+            f"{usd(ctx.mix_margin_usd_per_hour)} margin on the fleet's mix"
+        )
     return f"{best.workload} pays more here but less for the site as a whole"
 
 

@@ -582,6 +582,7 @@ def plan(
         min_dwell_s=settings.min_dwell_s,
         display_timezone=settings.display_timezone,
         now_s=now_s,
+        mix_margin_usd_per_hour=mix_margin,
     )
     by_key, switches, dwell_breaks = _disaggregate(
         classes, fixed=fixed, counts=counts, ctx=ctx, settings=settings, now_s=now_s

@@ -374,5 +374,9 @@ def test_a_fleet_scope_margin_still_damps_a_change_of_the_mix() -> None:
     # 30 MH/s at 3.2e-8 $/H/s/day = $0.04/h gross - $0.03/h power = $0.01/h net
     result = run([gpu(0, "idle")], market(3.2e-8), Contracts(), settings=FLEET_SCOPE)
     assert result.assignments["n0:0"].workload == "idle"
+    assert result.assignments["n0:0"].reason == (
+        "held: mine:kawpow would add $0.01/h after switch cost, "
+        "below the $0.05/h margin on the fleet's mix"
+    )
     result = run([gpu(0, "idle")], market(8e-8), Contracts(), settings=FLEET_SCOPE)  # $0.07/h
     assert result.assignments["n0:0"].workload == "mine:kawpow"
