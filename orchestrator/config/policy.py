@@ -125,6 +125,10 @@ class PlannerSection(Section):
     # which GPUs do what is judged on switching costs alone (more switches, see
     # docs/backtest.md)
     hysteresis_scope: Literal["gpu", "fleet"] = "gpu"
+    # the margin is a rate over horizon_s; when no reserved window opens or closes for
+    # longer than that (a Friday evening: the whole weekend), spread it over that time,
+    # so a change that will hold that long needs a smaller gain per hour
+    hysteresis_until_next_window: bool = False
     min_dwell_s: float = Field(default=600.0, ge=0)
     switch_fixed_cost_usd: float = Field(default=0.0, ge=0)
     site_power_cap_kw: float | None = Field(default=None, gt=0)

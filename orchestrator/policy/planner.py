@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.domain import MINE_PREFIX, Workload, WorkloadKind
 from orchestrator.policy.economics import Option, bucketed, gpu_options, measured_stay
@@ -479,6 +479,33 @@ def _new_class(
     return _Class(options, lock, group[0])
 
 
+_WINDOW_GAP_LIMIT_S = 7 * 86_400.0  # a week: every weekly window has an edge within it
+
+
+def damped_settings(
+    settings: PlannerSettings, contracts: Contracts, now_s: float
+) -> PlannerSettings:
+    """`settings` with the margin spread until the next reserved-window edge, if asked.
+
+    The margin is a rate judged over `horizon_s`. When every reserved contract's activity
+    stays as it is for T > horizon_s (its next window opens, less the lead time, or
+    closes only then), a change made now holds at least that long as far as the contracts
+    go, so the margin becomes margin x horizon_s / T: the same total over a longer time.
+    Without windowed contracts, or with an edge within the horizon, nothing changes.
+    """
+    if not settings.hysteresis_until_next_window:
+        return settings
+    edges = [c.next_change_s(now_s, _WINDOW_GAP_LIMIT_S) for c in contracts.reserved]
+    found = [e for e in edges if e is not None]
+    if not found:
+        return settings
+    gap_s = min(found) - now_s
+    if gap_s <= settings.horizon_s:
+        return settings
+    margin = settings.hysteresis_margin_usd_per_gpu_hour * settings.horizon_s / gap_s
+    return replace(settings, hysteresis_margin_usd_per_gpu_hour=margin)
+
+
 def plan(
     fleet: Sequence[GpuState],
     market: Market,
@@ -492,6 +519,7 @@ def plan(
     """The optimal assignment of every GPU in `fleet` at `now_s` (see the module docstring)."""
     active = frozenset(c.id for c in contracts.reserved if c.active(now_s))
     terms = _contract_terms(contracts, active)
+    settings = damped_settings(settings, contracts, now_s)
     classes, fixed = _classify(
         fleet,
         market=market,
