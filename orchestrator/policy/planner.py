@@ -37,8 +37,17 @@ mix rule damps exactly the moves that change what the fleet does, whatever else 
 contains. The fraction margin (`hysteresis_margin_fraction`) stays per GPU. The default
 is still `"gpu"`: on the year-long ERCOT backtest (docs/backtest.md) the fleet scope makes
 the swaps and earns more at the same margin, but it switches more, and at equal switching
-it earns about what a lower per-GPU margin does; a rule that knows how long a gain lasts
-(until the next contract window) is what would do better.
+it earns about what a lower per-GPU margin does.
+
+How long a change lasts (`hysteresis_until_next_window`, `damped_settings`). A $/h margin
+weighs a gain per hour against a threshold per hour, as if every change lasted the
+horizon. The reserved windows say when the fleet must change next: from a Friday close
+nothing is owed until Monday's lead time, so unloading the reserved GPUs then pays for
+59 hours, overnight for 11. With the option on, the margin is spread over the time to the
+next window edge when that is longer than the horizon (margin x horizon / time): the same
+total, over the time the change will hold. It is a change of settings before the solve,
+so the plan stays exact for its (rescaled) objective. On the ERCOT backtest this is what
+recovers the stranded money at the fewest extra switches.
 
 Solving. GPUs are grouped into classes: same model and memory, same current workload, same
 soft lock and the same measured-rate buckets. Every member of a class has the same option
