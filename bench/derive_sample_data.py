@@ -9,6 +9,10 @@ Coin Metrics:
 - hashprice-randomx-equihash-2020.csv: bitinfocharts daily "mining profitability" for
   Monero (RandomX, USD/day per kH/s) and Zcash (Equihash, USD/day per kSol/s) in 2020,
   divided by 1000 to US$ per H/s (per Sol/s) per day.
+- hashprice-randomx-equihash-on-2024.csv: the same bitinfocharts series, its last 366 days
+  (2019-12-27 .. 2020-12-26) moved by 1,466 days onto 2024-01-01 .. 2024-12-31, so that a
+  year of real GPU-coin hashprices lines up with 2024's hourly ERCOT power prices (a
+  what-if: the two series are from different years; nothing else is changed).
 - ai-rates-primeintellect-2025.csv: per GPU type, the median over Prime Intellect
   marketplace snapshots (2025-10-19 .. 2025-11-16, MIT-licensed collection) of the offer
   median and of the offer 25th percentile, US$ per GPU-hour.
@@ -26,7 +30,7 @@ import argparse
 import csv
 import statistics
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +81,34 @@ def derive_gpu_coins_2020(history: Path, out: Path) -> int:
         for day in days:
             values = ",".join(f"{by_day[day][a]:.4e}" for a in columns)
             sink.write(f"{_iso_day(day)},{values}\n")
+    return len(days)
+
+
+REPLAY_FROM, REPLAY_DAYS, REPLAY_SHIFT_DAYS = "2019/12/27", 366, 1466  # onto 2024-01-01 ..
+
+
+def derive_gpu_coins_on_2024(history: Path, out: Path) -> int:
+    """Monero and Zcash hashprices of 2019-12-27 .. 2020-12-26 replayed on 2024's dates."""
+    columns = {
+        "randomx": history / "gpu-coins" / "bitinfocharts_xmr_daily_2014-2020.csv",
+        "equihash": history / "gpu-coins" / "bitinfocharts_zec_daily_2016-2020.csv",
+    }
+    by_day: dict[str, dict[str, float]] = defaultdict(dict)
+    for algorithm, path in columns.items():
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                if row["date"] >= REPLAY_FROM and row["mining_profitability"]:
+                    by_day[row["date"]][algorithm] = float(row["mining_profitability"]) / 1000.0
+    days = sorted(d for d, v in by_day.items() if len(v) == len(columns))[:REPLAY_DAYS]
+    with (out / "hashprice-randomx-equihash-on-2024.csv").open("w") as sink:
+        names = ",".join(f"hashprice_usd_per_hs_day:{a}" for a in columns)
+        sink.write(f"timestamp,{names}\n")
+        for day in days:
+            moved = datetime.strptime(day, "%Y/%m/%d").replace(tzinfo=UTC) + timedelta(
+                days=REPLAY_SHIFT_DAYS
+            )
+            values = ",".join(f"{by_day[day][a]:.4e}" for a in columns)
+            sink.write(f"{moved.strftime('%Y-%m-%dT%H:%MZ')},{values}\n")
     return len(days)
 
 
@@ -148,6 +180,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"power: {derive_power(args.history, args.out)} hourly rows")
     print(f"randomx/equihash 2020: {derive_gpu_coins_2020(args.history, args.out)} daily rows")
+    rows = derive_gpu_coins_on_2024(args.history, args.out)
+    print(f"randomx/equihash 2020 replayed on 2024: {rows} daily rows")
     print(f"AI rates: {derive_ai_rates(args.history, args.out)} GPU types")
     if args.coinmetrics is not None:
         args.coinmetrics.mkdir(parents=True, exist_ok=True)

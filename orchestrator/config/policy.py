@@ -139,6 +139,15 @@ class PlannerSection(Section):
     horizon_s: float = Field(default=3600.0, gt=0)
     hysteresis_margin_usd_per_gpu_hour: float = Field(default=0.02, ge=0)
     hysteresis_margin_fraction: float = Field(default=0.0, ge=0, le=1)
+    # "gpu": the $/GPU-hour margin is charged on every GPU that moves; "fleet": on the net
+    # change of the fleet's mix (GPUs that join a workload no other GPU leaves), so swapping
+    # which GPUs do what is judged on switching costs alone (more switches, see
+    # docs/backtest.md)
+    hysteresis_scope: Literal["gpu", "fleet"] = "gpu"
+    # the margin is a rate over horizon_s; when no reserved window opens or closes for
+    # longer than that (a Friday evening: the whole weekend), spread it over that time,
+    # so a change that will hold that long needs a smaller gain per hour
+    hysteresis_until_next_window: bool = False
     min_dwell_s: float = Field(default=600.0, ge=0)
     switch_fixed_cost_usd: float = Field(default=0.0, ge=0)
     site_power_cap_kw: float | None = Field(default=None, gt=0)

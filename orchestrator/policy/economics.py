@@ -144,6 +144,14 @@ def switch_cost_usd_per_hour(
 def hysteresis_margin_usd_per_hour(
     stay_net_usd_per_hour: float, settings: PlannerSettings
 ) -> float:
+    """The margin each moving GPU must clear on its own.
+
+    With `hysteresis_scope = "fleet"` the fixed $/GPU-hour part is not charged per GPU
+    but on the net change of the fleet's mix (the planner does that); only the fraction
+    of what staying earns stays per GPU.
+    """
+    if settings.hysteresis_scope == "fleet":
+        return settings.hysteresis_margin_fraction * abs(stay_net_usd_per_hour)
     return max(
         settings.hysteresis_margin_usd_per_gpu_hour,
         settings.hysteresis_margin_fraction * abs(stay_net_usd_per_hour),

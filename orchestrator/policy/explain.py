@@ -41,6 +41,7 @@ class ReasonContext:
     now_s: float
     power_cap_reason: str = ""  # what lowered the cap ("curtailment window <id> (cap X kW)")
     shed_text: str = ""  # the strike's reason while it sheds, else ""
+    mix_margin_usd_per_hour: float = 0.0  # the margin on the fleet's mix ("fleet" scope)
 
 
 def usd(value: float) -> str:
@@ -127,6 +128,12 @@ def _constraint_text(best: Option, chosen: Option, ctx: ReasonContext) -> str:
             if ctx.power_cap_reason:
                 return f"shed for {ctx.power_cap_reason}"
             return f"site power cap {ctx.power_cap_w / 1000:.1f} kW reached"
+    gain = best.net_usd_per_hour - chosen.net_usd_per_hour
+    if chosen.is_stay and 0 < gain <= ctx.mix_margin_usd_per_hour + 1e-9:
+        return (
+            f"{best.workload} would add {usd(gain)} after switch cost, below the "
+            f"{usd(ctx.mix_margin_usd_per_hour)} margin on the fleet's mix"
+        )
     return f"{best.workload} pays more here but less for the site as a whole"
 
 

@@ -165,6 +165,22 @@ class ScheduleWindow:
                 return True
         return False
 
+    def next_edge_s(self, now_s: float, lead_time_s: float, limit_s: float) -> float | None:
+        """The first time after `now_s`, within `limit_s`, that the slot opens (less the
+        lead time) or closes; None if there is none. (Where slots overlap, an edge may
+        change nothing: the caller only learns that nothing changes before it.)"""
+        zone = ZoneInfo(self.timezone)
+        today = datetime.fromtimestamp(now_s, tz=zone).date()
+        days_ahead = int((limit_s + lead_time_s) // 86_400) + 1
+        edges = []
+        for offset in range(-1, days_ahead + 1):
+            day = today + timedelta(days=offset)
+            if day.weekday() in self.days:
+                start_s = self._start_s(day, zone)
+                edges += [start_s - lead_time_s, start_s + self.duration_s]
+        later = [e for e in edges if now_s < e <= now_s + limit_s]
+        return min(later) if later else None
+
 
 @dataclass(frozen=True, slots=True)
 class Eligibility:
@@ -234,6 +250,14 @@ class ReservedContract:
             return True
         return any(w.open_or_opening(now_s, self.lead_time_s) for w in self.windows)
 
+    def next_change_s(self, now_s: float, limit_s: float) -> float | None:
+        """When `active` may next change after `now_s` (within `limit_s`); None: not before."""
+        if self.windows is None:
+            return None
+        edges = [w.next_edge_s(now_s, self.lead_time_s, limit_s) for w in self.windows]
+        found = [e for e in edges if e is not None]
+        return min(found) if found else None
+
 
 @dataclass(frozen=True, slots=True)
 class OnDemandContract:
@@ -260,6 +284,8 @@ class PlannerSettings:
     horizon_s: float = 3600.0
     hysteresis_margin_usd_per_gpu_hour: float = 0.02
     hysteresis_margin_fraction: float = 0.0
+    hysteresis_scope: str = "gpu"  # "gpu" (per move) or "fleet" (on the mix's net change)
+    hysteresis_until_next_window: bool = False  # spread the margin to the next window edge
     min_dwell_s: float = 600.0
     switch_fixed_cost_usd: float = 0.0
     site_power_cap_kw: float | None = None
@@ -448,6 +474,8 @@ def policy_from_config(section: PolicySection) -> PolicyInputs:
         horizon_s=p.horizon_s,
         hysteresis_margin_usd_per_gpu_hour=p.hysteresis_margin_usd_per_gpu_hour,
         hysteresis_margin_fraction=p.hysteresis_margin_fraction,
+        hysteresis_scope=p.hysteresis_scope,
+        hysteresis_until_next_window=p.hysteresis_until_next_window,
         min_dwell_s=p.min_dwell_s,
         switch_fixed_cost_usd=p.switch_fixed_cost_usd,
         site_power_cap_kw=p.site_power_cap_kw,

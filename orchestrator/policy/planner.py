@@ -25,9 +25,40 @@ What is decided, in order of precedence (each tier is optimal given the ones abo
    many as possible and reports each contract's shortfall and penalty.
 4. Soft locks hold where possible: a GPU inside its minimum dwell, or on an algorithm with
    no valid price, stays. Only tiers 2 and 3 may move it, as few such GPUs as possible.
-5. Maximise sum over GPUs of (revenue - power - switching cost over the horizon - hysteresis
-   margin of a switch) - SLA penalties, where contract revenue is paid for at most the
+5. Maximise sum over GPUs of (revenue - power - switching cost over the horizon) - the
+   hysteresis margin - SLA penalties, where contract revenue is paid for at most the
    committed / ceiling number of GPUs.
+
+Damping (`hysteresis_scope`). The margin exists to stop the fleet answering price noise:
+more GPUs mining at one price, fewer at the next. Charged on every GPU that moves
+(`"gpu"`, the old rule), it also taxes changes that no price noise drives: swapping which
+GPU does what (the efficient GPU takes the on-demand work, the hungry one goes idle) gains
+the fleet real money, but each leg pays the margin, so a swap worth less than two margins
+is never made, however long its gain lasts. With `"fleet"` the $/GPU-hour
+margin is charged on the net change of the fleet's mix: per workload, the GPUs that join
+it beyond those that leave it (`mix_change`). A plain move pays exactly what it paid
+before; a swap or rotation that leaves every workload's count unchanged pays only its real
+switching costs (downtime and the fixed cost, over the horizon). It stays exact: one
+continuous column u_w per workload with a row `GPUs on w - u_w <= GPUs on w now` and cost
+-margin, and the brute-force reference (tests/policy) prices plans the same way. Why this
+and not a two-stage solve or a minimum gain per plan: both judge a plan as a whole, so a
+plan with one large, certain change would carry along every small flap riding with it,
+and a per-plan threshold that stops those flaps is again too high for the small swaps; the
+mix rule damps exactly the moves that change what the fleet does, whatever else the plan
+contains. The fraction margin (`hysteresis_margin_fraction`) stays per GPU. The default
+is still `"gpu"`: on the year-long ERCOT backtest (docs/backtest.md) the fleet scope makes
+the swaps and earns more at the same margin, but it switches more, and at equal switching
+it earns about what a lower per-GPU margin does.
+
+How long a change lasts (`hysteresis_until_next_window`, `damped_settings`). A $/h margin
+weighs a gain per hour against a threshold per hour, as if every change lasted the
+horizon. The reserved windows say when the fleet must change next: from a Friday close
+nothing is owed until Monday's lead time, so unloading the reserved GPUs then pays for
+59 hours, overnight for 11. With the option on, the margin is spread over the time to the
+next window edge when that is longer than the horizon (margin x horizon / time): the same
+total, over the time the change will hold. It is a change of settings before the solve,
+so the plan stays exact for its (rescaled) objective. On the ERCOT backtest this is what
+recovers the stranded money at the fewest extra switches.
 
 Solving. GPUs are grouped into classes: same model and memory, same current workload, same
 soft lock and the same bucketed rates from their measurements (as `mining_rate` prices
@@ -51,7 +82,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.domain import IDLE, MINE_PREFIX, Workload, WorkloadKind, ai_contract_of
 from orchestrator.policy.curtailment import strike_applies, strike_text
@@ -197,6 +228,33 @@ def _dwell_left_s(gpu: GpuState, settings: PlannerSettings, now_s: float) -> flo
 _STAY_TIE_BREAK = 1e-6
 
 
+def _mix_now(classes: Sequence[_Class]) -> dict[str, int]:
+    """Movable GPUs per workload they run now (classes with a stay option only)."""
+    now: dict[str, int] = {}
+    for cls in classes:
+        if cls.stay_index is not None:
+            workload = cls.options[cls.stay_index].workload
+            now[workload] = now.get(workload, 0) + len(cls.members)
+    return now
+
+
+def mix_change(classes: Sequence[_Class], counts: Sequence[Sequence[int]]) -> int:
+    """GPUs that join a workload beyond those that leave it, summed over workloads.
+
+    Only GPUs that run something now count (a GPU with nothing to stay on has no margin
+    to clear). A swap of which GPUs do what changes nothing here; every GPU of a plain
+    move counts once, as it does under a per-GPU margin.
+    """
+    now = _mix_now(classes)
+    planned: dict[str, int] = {}
+    for cls, row in zip(classes, counts, strict=True):
+        if cls.stay_index is None:
+            continue
+        for option, n in zip(cls.options, row, strict=True):
+            planned[option.workload] = planned.get(option.workload, 0) + n
+    return sum(max(0, n - now.get(w, 0)) for w, n in planned.items())
+
+
 class _Problem:
     """The aggregated MILP of one plan, solvable under different tiers."""
 
@@ -206,8 +264,10 @@ class _Problem:
         terms: dict[str, _ContractTerms],
         fixed_counts: dict[str, int],
         power_budget_w: float | None,
+        mix_margin_usd_per_gpu_hour: float = 0.0,
     ) -> None:
         self.classes = classes
+        self.mix_margin_usd_per_gpu_hour = mix_margin_usd_per_gpu_hour
         self.terms = terms
         self.fixed_counts = fixed_counts
         self.power_budget_w = power_budget_w
@@ -216,7 +276,7 @@ class _Problem:
         self.time_limit_s: float | None = None
         self.unproven_gap: float | None = None  # set when a solve hit the time limit
 
-    def solve(  # noqa: PLR0912  (one column kind after another, read top to bottom)
+    def solve(
         self,
         *,
         pin_soft: bool,
@@ -234,25 +294,28 @@ class _Problem:
         all integers; `min_served` and `min_stays` then hold the levels it found.
         """
         milp = Milp()
-        group_rows: dict[int, int] = {}
         group_size: dict[int, int] = {}
         for cls in self.classes:
             group_size[cls.group] = group_size.get(cls.group, 0) + len(cls.members)
-        for group, group_gpus in group_size.items():
-            group_rows[group] = milp.add_row(group_gpus, group_gpus)
+        group_rows = {group: milp.add_row(n, n) for group, n in group_size.items()}
         contract_row = {
             c: milp.add_row(-INF, self.fixed_counts.get(c, 0)) for c in self.contract_ids
         }
         power_row = milp.add_optional_row(self.power_budget_w, upper=True, slack=_FEASIBILITY_W)
         sla_row = milp.add_optional_row(min_served, upper=False, slack=_INTEGER_SLACK)
         stay_row = milp.add_optional_row(min_stays, upper=False, slack=_INTEGER_SLACK)
+        mix_row = self._mix_rows(milp) if lexicographic_weight is None else {}
 
-        def entries(row: int, option: Option, *, kept: bool) -> list[tuple[int, float]]:
+        def entries(
+            row: int, option: Option, *, kept: bool, counted: bool
+        ) -> list[tuple[int, float]]:
+            """`counted`: the GPUs run something now, so they count in the mix rows."""
             return [
                 (row, 1.0),
                 (contract_row.get(option.paid_by or "", -1), -1.0),
                 (power_row, option.power_w),
                 (stay_row if kept else -1, 1.0),
+                (mix_row.get(option.workload, -1) if counted else -1, 1.0),
             ]
 
         def cost(option: Option, *, kept: bool, stay: bool = False) -> float:
@@ -277,7 +340,7 @@ class _Problem:
                 cost(option, kept=kept, stay=True),
                 lower,
                 size,
-                entries(row, option, kept=kept),
+                entries(row, option, kept=kept, counted=True),
                 integer=True,
             )
             stay_columns.append(k)
@@ -290,7 +353,9 @@ class _Problem:
                     cost(option, kept=False),
                     0.0,
                     float(group_size[group]),
-                    entries(group_rows[group], option, kept=False),
+                    entries(
+                        group_rows[group], option, kept=False, counted=cls.stay_index is not None
+                    ),
                     integer=True,
                 )
                 move_columns.append((k, j))
@@ -303,6 +368,7 @@ class _Problem:
                 lower = size if pin_sla and counts else 0.0
                 upper = size if math.isfinite(size) else INF
                 milp.add_column(value, lower, upper, column, integer=False)
+        self._mix_columns(milp, mix_row)  # after the others: `values` below relies on it
         try:
             solution = milp.solve(time_limit_s=self.time_limit_s)
         except SolverError as exc:
@@ -315,6 +381,32 @@ class _Problem:
         return self._per_class(
             values[: len(stay_columns)], stay_columns, values[len(stay_columns) :], move_columns
         )
+
+    def _mix_rows(self, milp: Milp) -> dict[str, int]:
+        """Rows holding the mix's net change: GPUs on w - u_w <= GPUs on w now.
+
+        Only GPUs that run something now are counted in them (see `mix_change`); a column
+        u_w per row, costing the margin, then counts the GPUs that join w beyond those
+        that leave it. No rows without a fleet-scope margin.
+        """
+        rows: dict[str, int] = {}
+        if self.mix_margin_usd_per_gpu_hour <= 0:
+            return rows
+        for workload, now in _mix_now(self.classes).items():
+            rows[workload] = milp.add_row(-INF, float(now))
+        for cls in self.classes:
+            if cls.stay_index is not None:
+                for option in cls.options:
+                    if option.workload not in rows:
+                        rows[option.workload] = milp.add_row(-INF, 0.0)
+        return rows
+
+    def _mix_columns(self, milp: Milp, rows: Mapping[str, int]) -> None:
+        """u_w per mix row: GPUs joining w beyond those that leave it, at the margin each."""
+        for row in rows.values():
+            milp.add_column(
+                -self.mix_margin_usd_per_gpu_hour, 0.0, INF, [(row, -1.0)], integer=False
+            )
 
     def _per_class(
         self,
@@ -502,6 +594,33 @@ def _new_class(
     return _Class(options, lock, group[0])
 
 
+_WINDOW_GAP_LIMIT_S = 7 * 86_400.0  # a week: every weekly window has an edge within it
+
+
+def damped_settings(
+    settings: PlannerSettings, contracts: Contracts, now_s: float
+) -> PlannerSettings:
+    """`settings` with the margin spread until the next reserved-window edge, if asked.
+
+    The margin is a rate judged over `horizon_s`. When every reserved contract's activity
+    stays as it is for T > horizon_s (its next window opens, less the lead time, or
+    closes only then), a change made now holds at least that long as far as the contracts
+    go, so the margin becomes margin x horizon_s / T: the same total over a longer time.
+    Without windowed contracts, or with an edge within the horizon, nothing changes.
+    """
+    if not settings.hysteresis_until_next_window:
+        return settings
+    edges = [c.next_change_s(now_s, _WINDOW_GAP_LIMIT_S) for c in contracts.reserved]
+    found = [e for e in edges if e is not None]
+    if not found:
+        return settings
+    gap_s = min(found) - now_s
+    if gap_s <= settings.horizon_s:
+        return settings
+    margin = settings.hysteresis_margin_usd_per_gpu_hour * settings.horizon_s / gap_s
+    return replace(settings, hysteresis_margin_usd_per_gpu_hour=margin)
+
+
 def plan(
     fleet: Sequence[GpuState],
     market: Market,
@@ -520,6 +639,7 @@ def plan(
     """
     active = frozenset(c.id for c in contracts.reserved if c.active(now_s))
     terms = _contract_terms(contracts, active)
+    settings = damped_settings(settings, contracts, now_s)
     shedding = strike_applies(settings, market.power_price_usd_per_kwh)
     classes, fixed = _classify(
         fleet,
@@ -559,7 +679,10 @@ def plan(
             power_cap_w = lowest_w
         power_budget_w = power_cap_w - fixed_power_w
 
-    problem = _Problem(classes, terms, fixed_counts, power_budget_w)
+    mix_margin = 0.0
+    if settings.hysteresis_scope == "fleet":
+        mix_margin = settings.hysteresis_margin_usd_per_gpu_hour
+    problem = _Problem(classes, terms, fixed_counts, power_budget_w, mix_margin)
     problem.time_limit_s = settings.solver_time_limit_s
     hard = not settings.allow_sla_shortfall
     counts = problem.solve(pin_soft=True, pin_sla=hard, hard_sla=hard)
@@ -615,6 +738,7 @@ def plan(
         now_s=now_s,
         power_cap_reason=settings.power_cap_reason,
         shed_text=strike_text(settings, market.power_price_usd_per_kwh) if shedding else "",
+        mix_margin_usd_per_hour=mix_margin,
     )
     by_key, switches, dwell_breaks = _disaggregate(
         classes, fixed=fixed, counts=counts, ctx=ctx, settings=settings, now_s=now_s
@@ -701,6 +825,8 @@ def _totals(
         penalty = t.penalty_usd_per_gpu_hour * max(0.0, t.target - x)
         objective += paid - penalty
         net += paid - penalty
+    if settings.hysteresis_scope == "fleet":
+        objective -= settings.hysteresis_margin_usd_per_gpu_hour * mix_change(classes, counts)
     sla: list[SlaStatus] = []
     for reserved in contracts.reserved:
         t = terms[reserved.id]

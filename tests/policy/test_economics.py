@@ -92,6 +92,17 @@ def test_hysteresis_margin_is_the_larger_of_absolute_and_fraction() -> None:
     assert hysteresis_margin_usd_per_hour(1.0, settings) == pytest.approx(0.1)
 
 
+def test_a_fleet_scope_margin_leaves_only_the_fraction_to_each_gpu() -> None:
+    """Fleet scope: the $/GPU-hour part is charged on the fleet's mix by the planner."""
+    settings = PlannerSettings(
+        hysteresis_margin_usd_per_gpu_hour=0.02,
+        hysteresis_margin_fraction=0.1,
+        hysteresis_scope="fleet",
+    )
+    assert hysteresis_margin_usd_per_hour(0.1, settings) == pytest.approx(0.01)
+    assert hysteresis_margin_usd_per_hour(1.0, settings) == pytest.approx(0.1)
+
+
 def _gpu(workload: str, measured: dict[str, MeasuredRate] | None = None) -> GpuState:
     return GpuState(
         key="n:0",

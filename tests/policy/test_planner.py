@@ -376,3 +376,95 @@ def test_gpus_with_one_measurement_but_different_evidence_are_priced_apart() -> 
     bucket_usd = 0.003  # 1 % buckets of about $0.25/h
     assert stays[0].net_usd_per_hour == pytest.approx(0.29 - power_usd, abs=bucket_usd)
     assert stays[1].net_usd_per_hour == pytest.approx(0.20 - power_usd, abs=bucket_usd)
+
+
+FLEET_SCOPE = replace(SETTINGS, hysteresis_scope="fleet")
+
+
+def _swap_fleet() -> tuple[list[GpuState], OnDemandContract]:
+    """A 550 W GPU serves a one-GPU on-demand contract while a 250 W GPU of another model
+    sits idle: moving the work to the efficient one saves 300 W x 0.1 $/kWh = $0.03/h."""
+    on_demand = OnDemandContract(
+        "spot",
+        0.5,
+        1.0,
+        1,
+        Eligibility(),
+        switch_downtime_s=0.0,
+        power=AiPower(by_model_w={"hungry": 550.0, "frugal": 250.0}),
+    )
+    fleet = [
+        replace(gpu(0, "ai:spot"), model="hungry"),
+        replace(gpu(1, "idle"), model="frugal"),
+    ]
+    return fleet, on_demand
+
+
+def test_a_pair_swap_worth_less_than_two_margins_is_made_under_a_fleet_scope_margin() -> None:
+    """Fleet scope: swapping which GPU serves changes no workload's count, so only switching
+    costs judge it, and the $0.03/h saving is taken although it is below two $0.05 margins."""
+    fleet, on_demand = _swap_fleet()
+    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)), settings=FLEET_SCOPE)
+    assert result.assignments["n0:0"].workload == "idle"
+    assert result.assignments["n0:1"].workload == "ai:spot"
+    assert result.switches == 2
+
+
+def test_a_per_gpu_margin_strands_the_same_pair_swap() -> None:
+    """The default, `hysteresis_scope = "gpu"`: each leg pays the margin, so the swap never
+    clears it and the 550 W GPU keeps the work."""
+    fleet, on_demand = _swap_fleet()
+    result = run(fleet, market(None), Contracts(on_demand=(on_demand,)))
+    assert result.assignments["n0:0"].workload == "ai:spot"
+    assert result.switches == 0
+
+
+def test_a_fleet_scope_margin_still_damps_a_change_of_the_mix() -> None:
+    """Moving a GPU into a workload no GPU leaves pays the margin, as before: an idle GPU
+    does not start mining for a gain of $0.01/h under a $0.05/h margin."""
+    # 30 MH/s at 3.2e-8 $/H/s/day = $0.04/h gross - $0.03/h power = $0.01/h net
+    result = run([gpu(0, "idle")], market(3.2e-8), Contracts(), settings=FLEET_SCOPE)
+    assert result.assignments["n0:0"].workload == "idle"
+    assert result.assignments["n0:0"].reason == (
+        "held: mine:kawpow would add $0.01/h after switch cost, "
+        "below the $0.05/h margin on the fleet's mix"
+    )
+    result = run([gpu(0, "idle")], market(8e-8), Contracts(), settings=FLEET_SCOPE)  # $0.07/h
+    assert result.assignments["n0:0"].workload == "mine:kawpow"
+
+
+WEEKDAYS = ScheduleWindow(frozenset(range(5)), 8 * 60, 20 * 60, "UTC")
+FRIDAY_EVENING_S = NOW_S + 4 * 86_400 + 12.5 * 3600  # 2026-01-09 20:30 UTC
+TUESDAY_EVENING_S = NOW_S + 86_400 + 12.5 * 3600  # 2026-01-06 20:30 UTC
+
+
+def test_the_next_window_edge_after_a_friday_close_is_monday_less_the_lead_time() -> None:
+    contract = reserved(1, windows=(WEEKDAYS,), lead_time_s=3600.0)
+    monday_s = NOW_S + 7 * 86_400 - 3600.0  # 2026-01-12 07:00 UTC
+    assert contract.next_change_s(FRIDAY_EVENING_S, 7 * 86_400) == monday_s
+    assert contract.next_change_s(TUESDAY_EVENING_S, 7 * 86_400) == NOW_S + 2 * 86_400 - 3600
+    assert contract.next_change_s(NOW_S, 86_400) == NOW_S + 12 * 3600  # closes 20:00
+    assert reserved(1).next_change_s(NOW_S, 86_400) is None  # always active
+
+
+def test_a_margin_spread_to_the_next_window_unloads_a_gpu_for_the_weekend_only() -> None:
+    """A GPU still loaded with a weekday contract after its window closed draws 250 W:
+    at 0.06 $/kWh unloading saves $0.015/h, below the $0.05/h margin judged over 12 h.
+    From Friday 20:30 nothing changes until Monday 07:00 (58.5 h), so the margin becomes
+    $0.05 x 12 / 58.5 = $0.010/h and the GPU is unloaded; on Tuesday evening the next edge
+    is 10.5 h away, inside the horizon, and the margin (and the GPU) stay as they are."""
+    contract = reserved(1, windows=(WEEKDAYS,), lead_time_s=3600.0)
+    settings = replace(
+        SETTINGS, horizon_s=12 * 3600.0, min_dwell_s=0.0, hysteresis_until_next_window=True
+    )
+    prices = Market({"kawpow": None}, 0.06)
+    loaded = [gpu(0, "ai:acme")]
+    friday = run(loaded, prices, Contracts((contract,)), settings=settings, now_s=FRIDAY_EVENING_S)
+    assert friday.assignments["n0:0"].workload == "idle"
+    tuesday = run(
+        loaded, prices, Contracts((contract,)), settings=settings, now_s=TUESDAY_EVENING_S
+    )
+    assert tuesday.assignments["n0:0"].workload == "ai:acme"
+    plain = replace(settings, hysteresis_until_next_window=False)
+    held = run(loaded, prices, Contracts((contract,)), settings=plain, now_s=FRIDAY_EVENING_S)
+    assert held.assignments["n0:0"].workload == "ai:acme"

@@ -149,6 +149,7 @@ def instances(draw: st.DrawFn) -> Instance:
         horizon_s=draw(st.sampled_from([1800.0, 3600.0])),
         hysteresis_margin_usd_per_gpu_hour=draw(st.sampled_from([0.0, 0.02, 0.1])),
         hysteresis_margin_fraction=draw(st.sampled_from([0.0, 0.0, 0.1])),
+        hysteresis_scope=draw(st.sampled_from(["fleet", "gpu"])),
         min_dwell_s=600.0,
         switch_fixed_cost_usd=draw(st.sampled_from([0.0, 0.01])),
         site_power_cap_kw=cap_kw,
@@ -248,6 +249,8 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
     assigned = dict.fromkeys(terms, 0)
     objective = power_w = 0.0
     breaks = 0
+    mix_now: dict[str, int] = {}  # movable GPUs that run something now, by workload
+    mix_planned: dict[str, int] = {}  # the same GPUs, by the workload chosen for them
     for gpu in inst.fleet:
         fixed = _fixed(inst, gpu)
         if fixed is not None:
@@ -266,6 +269,13 @@ def _evaluate(inst: Instance, choice: dict[str, Option]) -> Outcome:
             assigned[option.paid_by] += 1
         if _soft(inst, gpu, _options(inst, gpu)) and not option.is_stay:
             breaks += 1
+        stay = next((o for o in _options(inst, gpu) if o.is_stay), None)
+        if stay is not None:
+            mix_now[stay.workload] = mix_now.get(stay.workload, 0) + 1
+            mix_planned[option.workload] = mix_planned.get(option.workload, 0) + 1
+    if inst.settings.hysteresis_scope == "fleet":  # the margin on the mix's net change
+        joined = sum(max(0, n - mix_now.get(w, 0)) for w, n in mix_planned.items())
+        objective -= inst.settings.hysteresis_margin_usd_per_gpu_hour * joined
     shortfall = 0
     for contract_id, (paid, cap, required, penalty, target) in terms.items():
         x = assigned[contract_id]
