@@ -31,6 +31,7 @@ from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.central.reader import ServeReader
 from orchestrator.central.sla import SlaAccrual
 from orchestrator.central.store import Store
+from orchestrator.central.wave import BoardAsWall, WaveSettings
 from orchestrator.config import ServeConfig
 from orchestrator.config.common import resolve_secret
 from orchestrator.httpserver import HttpListener, start_http
@@ -46,6 +47,15 @@ from orchestrator.web.metrics import FleetMetrics
 from orchestrator.web.plan_metrics import PlanCollector
 
 log = structlog.get_logger(__name__)
+
+
+def wave_settings(config: ServeConfig) -> WaveSettings:
+    """The wave's limits from `[dispatch]` (the cap itself is `planner.site_power_cap_kw`)."""
+    ramp_kw = config.dispatch.ramp_limit_kw_per_minute
+    return WaveSettings(
+        ramp_limit_w_per_minute=None if ramp_kw is None else ramp_kw * 1000.0,
+        max_starts_per_node=config.dispatch.max_starts_per_node,
+    )
 
 
 class CentralDaemon:
@@ -100,7 +110,11 @@ class CentralDaemon:
             command_ttl_s=config.dispatch.command_ttl_s,
             clock=clock,
             store=self.store,
+            power=BoardAsWall(config.planner.site_power_cap_kw),
+            wave=wave_settings(config),
+            fleet=self.fleet,
         )
+        self.ingest.telemetry_listener = self.dispatcher.on_telemetry
         policy = policy_from_config(config.policy())
         self.policy = PolicyLoop(
             fleet=self.fleet,
@@ -209,6 +223,7 @@ class CentralDaemon:
                     name = f"feed:{runner.source.name}"
                     tasks.create_task(guarded(name, runner.run()), name=name)
                 tasks.create_task(guarded("policy", self.policy.run()), name="policy")
+                tasks.create_task(guarded("wave", self.dispatcher.run_wave()), name="wave")
                 for name, step, interval_s in (
                     ("sla", self.sla.step, self.sla.interval_s),
                     ("market-memory", self.market_memory.step, self.market_memory.interval_s),

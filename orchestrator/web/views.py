@@ -34,7 +34,9 @@ def market_json(record: PlanRecord) -> dict[str, Any]:
     }
 
 
-def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, Any]:
+def plan_json(
+    record: PlanRecord, commands: list[CommandRecord], wave: dict[str, object] | None = None
+) -> dict[str, Any]:
     plan = record.plan
     return {
         "generation": record.generation,
@@ -60,6 +62,7 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         "problems": list(record.problems),
         "market": market_json(record),
         "recent_commands": [c.to_json() for c in commands],
+        "wave": wave,
     }
 
 
@@ -143,6 +146,7 @@ def lifecycle_json(reader: ServeReader, key: str) -> dict[str, Any]:
     return {
         "desired": line.desired,
         "in_flight": command.to_json() if command is not None else None,
+        "held": line.held.to_json() if line.held is not None else None,
         "last_switch": last,
         "cooldown_until_s": cooldown,
     }
