@@ -542,6 +542,7 @@ class Dispatcher:
         """The newest plan's switches replace the held ones; one it wants again keeps its
         place in the queue."""
         held = self.held
+        kept: dict[str, Held] = {}
         for key, item in held.items():
             again = wanted.get(key)
             if again is None:
@@ -549,11 +550,12 @@ class Dispatcher:
             elif again.workload != item.workload:
                 self.held_changes.labels("replaced").inc()
             else:
-                wanted[key] = replace(
+                kept[key] = replace(
                     again, held_since_s=item.held_since_s, why=item.why, rise_w=item.rise_w
                 )
         held.clear()
-        held.update(wanted)
+        held.update(kept)  # first come, first served: those that waited keep their turn
+        held.update((key, item) for key, item in wanted.items() if key not in kept)
 
     def _release(self, now_s: float) -> list[CommandRecord]:
         """The held switches the wave releases now, as commands (state `publishing`), stops

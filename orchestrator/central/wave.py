@@ -11,7 +11,9 @@ each time the dispatcher asks, which of the held commands may be released:
   plus the rise stays within the cap, at most `max_starts_per_node` starts are in flight on
   its node, and the starts released in the last 60 s rise by at most
   `ramp_limit_w_per_minute` in all (a lone start larger than that may go when the window is
-  empty, so a big GPU is never starved).
+  empty). Starts go first come, first served: the first that the cap or the ramp does not
+  admit stops the queue, so small starts never overtake a large one for good, and a
+  decision prices only the starts up to it (a few, not the whole held set, at 10k GPUs).
 
 The estimate is pessimistic on purpose. A GPU with a command in flight counts at the largest
 of its reading and the estimates of its previous and target workloads until the agent's
@@ -129,6 +131,7 @@ class WaveScheduler:
     ramp: deque[tuple[float, float]] = field(default_factory=deque)  # (released at, rise W)
     _nodes: dict[str, _NodeCache] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    _gpu_w: dict[str, float] = field(default_factory=dict)  # each GPU's count, as last summed
     _site_max_w: float = 0.0
 
     # ---------------------------------------------------------------- what changed
@@ -148,6 +151,7 @@ class WaveScheduler:
         self.planned_current = current
         self._site_max_w = site_max
         self._nodes.clear()
+        self._gpu_w.clear()
 
     def touch(self, gpu: str) -> None:
         """A command of `gpu` began or ended: its node's estimate is redone."""
@@ -238,18 +242,22 @@ class WaveScheduler:
                 seen.add(key)
                 report = gpu.workload
                 actual, _ = book.actual(key, order, report.workload if report else None, None)
-                total += self.gpu_wall_w(
+                count_w = self.gpu_wall_w(
                     key,
                     book,
                     actual=actual,
                     reading_w=gpu.power_draw_w,
                     limit_w=gpu.power_limit_w,
                 )
+                self._gpu_w[key] = count_w
+                total += count_w
         for key in self._planned_keys(node):
             if key not in seen:  # planned, never reported: the plan's word on what it runs
                 fact = book.facts.get(key)
                 actual = fact.workload if fact is not None else self.planned_current.get(key)
-                total += self.gpu_wall_w(key, book, actual=actual, reading_w=None, limit_w=None)
+                count_w = self.gpu_wall_w(key, book, actual=actual, reading_w=None, limit_w=None)
+                self._gpu_w[key] = count_w
+                total += count_w
         return total
 
     def _planned_keys(self, node: str) -> Iterable[str]:
@@ -288,92 +296,92 @@ class WaveScheduler:
         """When the oldest start leaves the ramp window (a held start may fit then)."""
         return self.ramp[0][0] + RAMP_WINDOW_S if self.ramp else None
 
-    def rise_w(self, held: Held, book: GpuBook) -> float:
-        """How much releasing `held` raises its GPU's count against the cap."""
-        now_w = self._gpu_now_w(held.gpu, book)
+    def rise_w(self, held: Held) -> float:
+        """How much releasing `held` raises its GPU's count against the cap (as of the last
+        `site_wall_w`)."""
         target = self._estimate(held.gpu, held.workload)
-        return 0.0 if target is None else max(0.0, target - now_w)
+        if target is None:
+            return 0.0
+        now_w = self._gpu_w.get(held.gpu)
+        if now_w is None:  # a GPU nothing reported nor planned: count the target in full
+            return target
+        return max(0.0, target - now_w)
 
-    def _gpu_now_w(self, gpu: str, book: GpuBook) -> float:
-        reading_w = limit_w = None
-        actual = self.planned_current.get(gpu)
-        if self.fleet is not None:
-            key = GpuKey.parse(gpu)
-            record = self.fleet.nodes.get(key.node)
-            telemetry = record.telemetry if record is not None else None
-            if telemetry is not None:
-                for reported in telemetry.gpus:
-                    if reported.index == key.index:
-                        report = reported.workload
-                        actual, _ = book.actual(
-                            gpu,
-                            telemetry_order(telemetry),
-                            report.workload if report else None,
-                            None,
-                        )
-                        reading_w, limit_w = reported.power_draw_w, reported.power_limit_w
-                        break
-        elif (fact := book.facts.get(gpu)) is not None:
-            actual = fact.workload
-        return self.gpu_wall_w(gpu, book, actual=actual, reading_w=reading_w, limit_w=limit_w)
+    def _planned_rise_w(self, held: Held) -> float:
+        figures = self.planned.get(held.gpu, {})
+        return figures.get(held.workload, 0.0) - figures.get(held.previous or "", 0.0)
+
+    def _starts_by_node(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for gpu in self.starts:
+            node = GpuKey.parse(gpu).node
+            counts[node] = counts.get(node, 0) + 1
+        return counts
 
     def choose(
         self, held: Mapping[str, Held], book: GpuBook, now_s: float
     ) -> tuple[list[tuple[Held, float]], dict[str, Held]]:
-        """Which held commands go now, with their rise: stops first, then starts in the
-        order they were held while the cap, the ramp and the node limits allow. Returns
-        them and the rest, each marked with why it is still held."""
+        """Which held switches go now, with their rise; and the rest, each marked with why
+        it waits. Stops (no rise) go at once; starts go first come, first served while the
+        cap and the ramp allow (the first that does not fit stops the queue, so a large
+        start is never overtaken for good by small ones), and where their node's limit
+        allows. `held` is in the order the switches were first held."""
         cap_w = self.power.cap_w(now_s)
         settings = self.settings
-        limited = (
-            cap_w is not None
-            or settings.ramp_limit_w_per_minute is not None
-            or settings.max_starts_per_node is not None
-        )
-        if not limited:
-            return [(h, 0.0) for h in held.values()], {}
-        rises = {key: self.rise_w(h, book) for key, h in held.items() if key not in book.commands}
-        total_w = self.site_wall_w(book) if cap_w is not None else 0.0
+        ramp_limit_w = settings.ramp_limit_w_per_minute
+        node_limit = settings.max_starts_per_node
+        if cap_w is None and ramp_limit_w is None and node_limit is None:
+            everything = sorted(held.values(), key=lambda h: self._planned_rise_w(h) > 0)
+            return [(h, 0.0) for h in everything], {}
+        total_w = self.site_wall_w(book)
         ramp_w = self.ramp_used_w(now_s)
-        node_starts: dict[str, int] = {}
-        for gpu in self.starts:
-            node = GpuKey.parse(gpu).node
-            node_starts[node] = node_starts.get(node, 0) + 1
+        node_starts = self._starts_by_node()
         go: list[tuple[Held, float]] = []
         stay: dict[str, Held] = {}
-        order = sorted(rises, key=lambda k: (rises[k] > 0, held[k].held_since_s))
-        for key in order:
-            item, rise = held[key], rises[key]
-            if rise <= 0:
-                go.append((item, rise))
-                continue
+        # a switch never decided on is priced now (a stop among them goes at once); one that
+        # waited is a start, priced again only when its turn comes
+        rises = {key: self.rise_w(h) for key, h in held.items() if not h.why}
+        queue: list[str] = []
+        for key, item in held.items():
+            if key in book.commands:  # a guard: `order` ends a command it replaces first
+                stay[key] = item
+            elif key in rises and rises[key] <= 0:
+                go.append((item, rises[key]))
+            else:
+                queue.append(key)
+        blocked = ""
+        for key in queue:
+            item = held[key]
             node = GpuKey.parse(key).node
-            why = ""
-            if (
-                settings.max_starts_per_node is not None
-                and node_starts.get(node, 0) >= settings.max_starts_per_node
-            ):
-                why = HELD_NODE_STARTS
-            elif (
-                settings.ramp_limit_w_per_minute is not None
-                and ramp_w > 0
-                and ramp_w + rise > settings.ramp_limit_w_per_minute
-            ):
-                why = HELD_RAMP
-            elif cap_w is not None and total_w + rise > cap_w:
-                why = HELD_SITE_POWER
-            if why:
-                stay[key] = _marked(item, why, rise)
+            if node_limit is not None and node_starts.get(node, 0) >= node_limit:
+                stay[key] = _marked(item, HELD_NODE_STARTS, rises.get(key, item.rise_w))
                 continue
+            if blocked:
+                stay[key] = _marked(item, blocked, rises.get(key, item.rise_w))
+                continue
+            rise = rises[key] if key in rises else self.rise_w(item)
+            if rise > 0:
+                blocked = _refusal(rise, ramp_w, ramp_limit_w, total_w, cap_w)
+                if blocked:
+                    stay[key] = _marked(item, blocked, rise)
+                    continue
+                total_w += rise
+                ramp_w += rise
+                node_starts[node] = node_starts.get(node, 0) + 1
+                self.ramp.append((now_s, rise))
             go.append((item, rise))
-            total_w += rise
-            ramp_w += rise
-            node_starts[node] = node_starts.get(node, 0) + 1
-            self.ramp.append((now_s, rise))
-        # a GPU whose previous command has not ended waits for it (`order` ends a command
-        # it replaces, so this is a guard: never two commands in flight for one GPU)
-        stay.update({key: item for key, item in held.items() if key in book.commands})
         return go, stay
+
+
+def _refusal(
+    rise_w: float, ramp_w: float, ramp_limit_w: float | None, total_w: float, cap_w: float | None
+) -> str:
+    """Why a start of `rise_w` may not go now ("" if it may)."""
+    if ramp_limit_w is not None and ramp_w > 0 and ramp_w + rise_w > ramp_limit_w:
+        return HELD_RAMP
+    if cap_w is not None and total_w + rise_w > cap_w:
+        return HELD_SITE_POWER
+    return ""
 
 
 def _marked(held: Held, why: str, rise_w: float) -> Held:
