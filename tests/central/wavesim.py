@@ -199,8 +199,9 @@ class SimSite:
             self._phase(gpu, "start", now_s, ready_w, self.timing.start_s[target])
             return
         if gpu.phase == "start" and gpu.fails:
-            # the health check failed: roll back to what ran before
-            previous = command.previous_workload or IDLE
+            # the health check failed: roll back to what this GPU ran before the switch (the
+            # agent's own record, which a superseded plan's `previous_workload` may not be)
+            previous = gpu.workload
             self._phase(gpu, "rollback", now_s, POWER_W[previous], self.timing.start_s[previous])
             return
         if gpu.phase == "start":
