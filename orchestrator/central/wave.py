@@ -204,7 +204,8 @@ class WaveScheduler:
     def _estimate(self, gpu: str, workload: str | None) -> float | None:
         if workload is None or workload == UNKNOWN:
             return None
-        return self.power.gpu_wall_w(gpu, workload, self.planned.get(gpu, {}).get(workload))
+        planned = self.planned.get(gpu)
+        return self.power.gpu_wall_w(gpu, workload, planned.get(workload) if planned else None)
 
     def gpu_wall_w(
         self,
@@ -216,16 +217,24 @@ class WaveScheduler:
         limit_w: float | None,
     ) -> float:
         """GPU `gpu`'s count against the cap (module note): pessimistic, never 0 unknown."""
-        workloads = {actual}
         command = book.commands.get(gpu)
-        if command is not None:
-            workloads.update((command.workload, command.previous))
-        workloads.update(w for w, _ in self.unsettled.get(gpu, {}).values())
-        figures = [f for f in (self._estimate(gpu, w) for w in workloads) if f is not None]
+        running = self.unsettled.get(gpu)
+        if command is None and running is None:  # the common case, kept cheap
+            best = self._estimate(gpu, actual)
+        else:
+            workloads = {actual}
+            if command is not None:
+                workloads.update((command.workload, command.previous))
+            if running is not None:
+                workloads.update(w for w, _ in running.values())
+            figures = [f for f in (self._estimate(gpu, w) for w in workloads) if f is not None]
+            best = max(figures) if figures else None
         if reading_w is not None:
-            figures.append(self.power.reading_wall_w(gpu, reading_w))
-        if figures:
-            return max(figures)
+            read_w = self.power.reading_wall_w(gpu, reading_w)
+            if best is None or read_w > best:
+                best = read_w
+        if best is not None:
+            return best
         if limit_w is not None:
             return self.power.reading_wall_w(gpu, limit_w)
         planned = self.planned.get(gpu)
@@ -237,11 +246,14 @@ class WaveScheduler:
         seen: set[str] = set()
         if telemetry is not None:
             order = telemetry_order(telemetry)
+            facts = book.facts
             for gpu in telemetry.gpus:
                 key = gpu_key(node, gpu.index)
                 seen.add(key)
                 report = gpu.workload
-                actual, _ = book.actual(key, order, report.workload if report else None, None)
+                actual = report.workload if report else None
+                if key in facts:
+                    actual, _ = book.actual(key, order, actual, None)
                 count_w = self.gpu_wall_w(
                     key,
                     book,
