@@ -59,6 +59,7 @@ from orchestrator.central.fleet import FleetState
 from orchestrator.central.gpubook import Fact, GpuBook, Held, fact_of
 from orchestrator.central.store import CommandRecord, FactRow, Store
 from orchestrator.central.wave import (
+    HELD_RAMP,
     HELD_REASONS,
     BoardAsWall,
     WavePower,
@@ -375,7 +376,11 @@ class Dispatcher:
         self.finished.labels(_RESULT_LABEL[state]).inc()
         if state is SwitchState.SUPERSEDED:
             until_s = command.issued_at_s + self.command_timeout_s
-            self.scheduler.superseded(key, command.command_id, command.workload, until_s)
+            self.scheduler.may_still_run(key, command.command_id, command.workload, until_s)
+        elif state is SwitchState.TIMED_OUT:
+            # no word from the agent is no proof that it stopped: counted for one more timeout
+            until_s = now_s + self.command_timeout_s
+            self.scheduler.may_still_run(key, command.command_id, command.workload, until_s)
         else:
             self.scheduler.ended(key, command.command_id)
         if self.held:
@@ -511,7 +516,7 @@ class Dispatcher:
 
     def _next_wave_s(self) -> float | None:
         """Seconds until the ramp window frees room for a start it holds; None: no timer."""
-        if not any(h.why == "ramp" for h in self.held.values()):
+        if not any(h.why == HELD_RAMP for h in self.held.values()):
             return None
         now_s = self.clock()
         at_s = self.scheduler.next_ramp_s()

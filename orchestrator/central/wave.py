@@ -18,11 +18,11 @@ each time the dispatcher asks, which of the held commands may be released:
 The estimate is pessimistic on purpose. A GPU with a command in flight counts at the largest
 of its reading and the estimates of its previous and target workloads until the agent's
 final event (a switch draws its old power, then idle, then its new power); so does a GPU
-whose superseded command may still run at its agent. Every other GPU counts at the larger of
-its latest reading and the estimate of what it runs (an inference server that just became
-ready draws little until its traffic arrives). A GPU whose workload is unknown counts at its
-reading, else its power limit, else the largest planned figure: never 0. Nodes that went
-silent still count: silence is not a stopped workload.
+whose superseded or timed-out command may still run at its agent. Every other GPU counts at
+the larger of its latest reading and the estimate of what it runs (an inference server that
+just became ready draws little until its traffic arrives). A GPU whose workload is unknown
+counts at its reading, else its power limit, else the largest planned figure: never 0.
+Nodes that went silent still count: silence is not a stopped workload.
 
 Power figures come through `WavePower`: the wall watts of a GPU in a workload (given the
 plan's board figure), of a reading, a node's fixed overhead, and the cap now (read at each
@@ -123,7 +123,7 @@ class WaveScheduler:
     # the newest plan's board figures: GPU -> workload -> W, and what each GPU ran then
     planned: dict[str, dict[str, float]] = field(default_factory=dict)
     planned_current: dict[str, str | None] = field(default_factory=dict)
-    # commands ended as superseded that the agent may still be running:
+    # commands serve ended (superseded, timed out) that the agent may still be running:
     # GPU -> command id -> (target, until when it may run)
     unsettled: dict[str, dict[str, tuple[str, float]]] = field(default_factory=dict)
     # released starts in flight: GPU -> (command id, rise W)
@@ -174,9 +174,10 @@ class WaveScheduler:
                 del self.unsettled[gpu]
         self.touch(gpu)
 
-    def superseded(self, gpu: str, command_id: str, workload: str, until_s: float) -> None:
-        """A command was ended by a newer plan; its agent may still be running it until
-        its final event, or `until_s` (its timeout) at the latest."""
+    def may_still_run(self, gpu: str, command_id: str, workload: str, until_s: float) -> None:
+        """Serve ended a command (a newer plan superseded it, or it timed out) that its
+        agent may still be running: its target counts until the agent's final word on it,
+        or `until_s` at the latest."""
         self.unsettled.setdefault(gpu, {})[command_id] = (workload, until_s)
         start = self.starts.get(gpu)
         if start is not None and start[0] == command_id:
@@ -184,13 +185,13 @@ class WaveScheduler:
         self.touch(gpu)
 
     def settle(self, gpu: str) -> None:
-        """Nothing of a superseded command can still run on `gpu` (its agent's final word
+        """Nothing of an ended command can still run on `gpu` (its agent's final word
         on a later switch arrived, or the commands timed out)."""
         if self.unsettled.pop(gpu, None) is not None:
             self.touch(gpu)
 
     def expire(self, now_s: float) -> None:
-        """Forget superseded commands past their timeout: their agent gave no word."""
+        """Forget ended commands past their time: their agent gave no word."""
         for gpu, running in list(self.unsettled.items()):
             for command_id, (_, until_s) in list(running.items()):
                 if now_s > until_s:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -226,6 +226,54 @@ async def test_a_newer_plan_that_no_longer_wants_a_held_switch_drops_it(site: Si
     await site.done(stop, seq=1)
     await eventually(lambda: not dispatcher.in_flight, what="the stop's end")
     assert [c.gpu_index for c in site.received] == [0]
+
+
+async def test_a_start_that_timed_out_still_counts_until_its_agent_says_how_it_ended(
+    site: Site,
+) -> None:
+    """No word from the agent is no proof that a switch stopped: after its timeout a start
+    still counts at its target, so the next start stays held, until the agent's late final
+    event says what the GPU runs."""
+    dispatcher = site.dispatcher
+    plan = swap_plan()
+    start = plan.assignments["rig:1"]  # idle -> mining, +600 W
+    both = Plan(
+        assignments={"rig:0": replace(start, gpu_key="rig:0"), "rig:1": start},
+        objective_usd_per_hour=0.0,
+        net_usd_per_hour=0.0,
+        total_power_w=1380.0,
+        power_cap_w=1000.0,
+        sla=(),
+        switches=2,
+        dwell_breaks=0,
+        problems=(),
+    )
+    sent = await dispatcher.order(both, PlanEntry(1, 5_000.0, "test", 0.0, {}), uuids={})
+    assert [c.gpu for c in sent] == ["rig:0"]  # 180 W + 600 W fits; a second start does not
+    first = await eventually(lambda: site.command(0), what="the first start")
+    site.clock.advance(601.0)
+    dispatcher.expire_overdue()
+    assert not dispatcher.in_flight
+    assert await dispatcher.release_held() == []
+    assert dispatcher.held["rig:1"].why == HELD_SITE_POWER
+    # the agent's late word: the start failed and the GPU is idle again
+    event = SwitchEvent(
+        command_id=first.command_id,
+        generation=first.generation,
+        node="rig",
+        gpu_index=0,
+        workload=MINE,
+        state="failed",
+        reason="miner did not start",
+        at_s=site.clock.now_s,
+        seq=1,
+        boot_s=1_000.0,
+        actual=IDLE,
+        actual_since_s=site.clock.now_s,
+    )
+    assert await site.agent.publish(TOPICS.events("rig"), encode(event), qos=1)
+    second = await eventually(lambda: site.command(1), what="the held start, released")
+    assert (second.gpu_index, second.workload) == (1, MINE)
 
 
 def test_the_wave_limits_come_from_the_dispatch_section_in_kw() -> None:
