@@ -163,7 +163,7 @@ class WaveScheduler:
         self.touch(gpu)
 
     def ended(self, gpu: str, command_id: str) -> None:
-        """Command `command_id` of `gpu` reached its end (a final event or a timeout)."""
+        """Command `command_id` of `gpu` ended by its agent's final word (or never left)."""
         start = self.starts.get(gpu)
         if start is not None and start[0] == command_id:
             del self.starts[gpu]
@@ -185,8 +185,8 @@ class WaveScheduler:
         self.touch(gpu)
 
     def settle(self, gpu: str) -> None:
-        """Nothing of an ended command can still run on `gpu` (its agent's final word
-        on a later switch arrived, or the commands timed out)."""
+        """Nothing of an ended command can still run on `gpu`: its agent's final word on a
+        later switch arrived (it switches a GPU one command at a time)."""
         if self.unsettled.pop(gpu, None) is not None:
             self.touch(gpu)
 
