@@ -23,7 +23,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Assignment, CandidateValue, Plan
 from orchestrator.protocol import SwitchCommand, SwitchEvent, Topics, encode
-from orchestrator.serve import wave_settings
+from orchestrator.serve import CentralDaemon, wave_settings
 from tests.fakes import Clock
 from tests.waiting import eventually
 
@@ -295,3 +295,24 @@ def test_a_wave_limit_of_zero_is_refused_naming_the_key(key: str, value: int) ->
     with pytest.raises(ConfigError) as error:
         parse_config({"dispatch": {key: value}}, "serve", source="<test>")
     assert [k for k, _ in error.value.problems] == [f"dispatch.{key}"]
+
+
+def test_serve_wires_the_cap_the_limits_and_telemetry_into_the_wave(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "planner": {"site_power_cap_kw": 500},
+            "dispatch": {"ramp_limit_kw_per_minute": 30, "max_starts_per_node": 2},
+            "store": {"path": str(tmp_path / "serve.sqlite3")},
+        },
+        "serve",
+        source="<test>",
+    )
+    daemon = CentralDaemon(config)
+    try:
+        scheduler = daemon.dispatcher.scheduler
+        assert scheduler.power.cap_w(0.0) == 500_000.0
+        assert scheduler.settings == WaveSettings(30_000.0, 2)
+        assert scheduler.fleet is daemon.fleet
+        assert daemon.ingest.telemetry_listener == daemon.dispatcher.on_telemetry
+    finally:
+        daemon.store.close()
