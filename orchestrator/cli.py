@@ -310,8 +310,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_HELD_WHY = {
+    "site_power": "the site power cap has no room yet",
+    "ramp": "the ramp limit",
+    "node_starts": "the node's limit on starts",
+}
+
+
 def _lifecycle_lines(lifecycle: dict[str, Any]) -> list[str]:
-    """The GPU's switch in flight, or how its last one ended (a rollback is a failure)."""
+    """The GPU's switch in flight or held back, or how its last one ended (a rollback is a
+    failure)."""
+    held = lifecycle.get("held")
+    if held:
+        why = _HELD_WHY.get(held.get("why") or "", "waiting for its turn")
+        return [f"switch to {held['workload']} held back: {why} (+{held.get('rise_w', 0):.0f} W)"]
     flying = lifecycle.get("in_flight")
     if flying:
         step = f", at {flying['step']}" if flying.get("step") else ""

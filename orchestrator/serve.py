@@ -33,13 +33,14 @@ from orchestrator.central.policy_loop import PolicyLoop
 from orchestrator.central.reader import ServeReader
 from orchestrator.central.sla import SlaAccrual
 from orchestrator.central.store import Store
+from orchestrator.central.wave import SiteWavePower, WaveSettings
 from orchestrator.config import ServeConfig
 from orchestrator.config.common import resolve_secret
 from orchestrator.httpserver import HttpListener, start_http
 from orchestrator.lifecycle import StopRequested, forever, guarded, wait_for_stop
 from orchestrator.markets import FeedMetrics, build_book, build_runners, build_sources
 from orchestrator.mqtt import MqttLink
-from orchestrator.policy.model import policy_from_config
+from orchestrator.policy.model import policy_from_config, site_power_from_config
 from orchestrator.protocol import Topics
 from orchestrator.sdnotify import Notifier, keep_alive
 from orchestrator.web.api import build_app
@@ -48,6 +49,15 @@ from orchestrator.web.metrics import FleetMetrics
 from orchestrator.web.plan_metrics import PlanCollector
 
 log = structlog.get_logger(__name__)
+
+
+def wave_settings(config: ServeConfig) -> WaveSettings:
+    """The wave's limits from `[dispatch]` (the cap itself is `planner.site_power_cap_kw`)."""
+    ramp_kw = config.dispatch.ramp_limit_kw_per_minute
+    return WaveSettings(
+        ramp_limit_w_per_minute=None if ramp_kw is None else ramp_kw * 1000.0,
+        max_starts_per_node=config.dispatch.max_starts_per_node,
+    )
 
 
 class CentralDaemon:
@@ -102,7 +112,16 @@ class CentralDaemon:
             command_ttl_s=config.dispatch.command_ttl_s,
             clock=clock,
             store=self.store,
+            # the cap in force is read at each release: the configured one, or a curtailment
+            # window's (the service is built below, hence the late lookup)
+            power=SiteWavePower(
+                site=site_power_from_config(config.power),
+                cap_w_at=lambda now_s: self.curtailments.effective_cap_w(now_s),  # noqa: PLW0108
+            ),
+            wave=wave_settings(config),
+            fleet=self.fleet,
         )
+        self.ingest.telemetry_listener = self.dispatcher.on_telemetry
         policy = policy_from_config(config.policy())
         self.policy = PolicyLoop(
             fleet=self.fleet,
@@ -229,6 +248,7 @@ class CentralDaemon:
                     )
                     name = f"curtailment-feed:{section.name}"
                     tasks.create_task(guarded(name, feed.run()), name=name)
+                tasks.create_task(guarded("wave", self.dispatcher.run_wave()), name="wave")
                 for name, step, interval_s in (
                     ("sla", self.sla.step, self.sla.interval_s),
                     ("market-memory", self.market_memory.step, self.market_memory.interval_s),

@@ -321,3 +321,15 @@ def test_explain_shows_a_rolled_back_switch_as_a_failure_with_its_cooldown() -> 
     flying = {"in_flight": {"workload": "ai:spot", "state": "in_flight", "step": "health"}}
     assert _lifecycle_lines(flying) == ["switching to ai:spot (in_flight, at health)"]
     assert _lifecycle_lines({}) == []
+
+
+def test_explain_shows_a_switch_the_wave_holds_back_and_why() -> None:
+    from orchestrator.cli import _lifecycle_lines  # noqa: PLC0415
+
+    held = {
+        "in_flight": None,
+        "held": {"workload": "mine:kawpow", "why": "site_power", "rise_w": 600.0},
+    }
+    assert _lifecycle_lines(held) == [
+        "switch to mine:kawpow held back: the site power cap has no room yet (+600 W)"
+    ]

@@ -9,6 +9,7 @@ daemon is put together (start and stop order) above both, in `orchestrator.serve
 - `observe`: the fleet's telemetry into the planner's `GpuState`s;
 - `policy_loop`: when to plan, planning, and handing the plan to `dispatch`;
 - `dispatch`: planned switches become commands, with acks and retries;
+- `wave`: which of a plan's switches may go out now so the site power cap holds meanwhile;
 - `store`: SQLite, the daemon's memory across restarts; `overrides`: operators' pins and drains;
 - `reader`: `ServeReader`, the read-only door the HTTP surface reads the daemon through;
 - `gpubook`: each GPU's lifecycle line; `sla` and `market_memory`: the SLA ledger's accrual

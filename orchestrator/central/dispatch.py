@@ -21,8 +21,19 @@ plan generation, which agents use to refuse anything older than what they acted 
 A switch that failed (rolled back, failed, refused) is not ordered again for the same GPU
 and target during `failure_cooldown_s`: a broken miner must not be retried every plan.
 
-Persistence: `order` writes a plan, its commands (as `publishing`) and the end of the
-commands it supersedes in one transaction, then publishes; each later change of state is
+The wave (`wave`): a plan's switches are not all sent at once. Those that lower a GPU's
+power go first; those that raise it are held (`GpuBook.held`: in memory only, nothing
+written or sent) until the site's estimated wall power plus the rise fits under the cap, the
+ramp limit and the per-node limit on starts allow. Held switches are released by
+`release_held`, which the `wave` task runs when an agent's final event, its telemetry or a
+plan may have freed room (and when the ramp window moves on). A newer plan replaces the held
+set: a switch it no longer wants is dropped unsent, one it wants elsewhere is replaced. A
+released switch is an ordinary command from then on, with its own id and expiry. Without a
+cap and limits everything is released at once, stops first.
+
+Persistence: `order` writes a plan, the commands released at once (as `publishing`) and the
+end of the commands it supersedes in one transaction, then publishes; a later release writes
+its commands before publishing them; each later change of state is
 written as it happens, a final event with the GPU fact it sets. On start, `restore` puts the
 store's open commands back in flight, unacknowledged, so they are re-sent with their
 original ids (a daemon killed mid-switch neither forgets nor duplicates a switch), and the
@@ -31,20 +42,33 @@ GPU facts back in the book.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from orchestrator.central.gpubook import Fact, GpuBook, fact_of
+from orchestrator.central.fleet import FleetState
+from orchestrator.central.gpubook import Fact, GpuBook, Held, fact_of
 from orchestrator.central.store import CommandRecord, FactRow, Store
+from orchestrator.central.wave import (
+    HELD_RAMP,
+    HELD_REASONS,
+    BoardAsWall,
+    WavePower,
+    WaveScheduler,
+    WaveSettings,
+)
 from orchestrator.domain import GpuKey, SwitchState, WorkloadKind, gpu_key, workload_kind
 from orchestrator.errors import PayloadError
+from orchestrator.lifecycle import raise_if_cancelling
 from orchestrator.mqtt import MqttLink
 from orchestrator.policy.model import Plan
 from orchestrator.protocol import (
@@ -96,6 +120,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         journal_size: int = 1000,
         store: Store | None = None,
+        power: WavePower | None = None,
+        wave: WaveSettings | None = None,
+        fleet: FleetState | None = None,
+        wave_pass_min_s: float = 0.05,
     ) -> None:
         self.link = link
         self.store = store
@@ -111,6 +139,10 @@ class Dispatcher:
         self.by_id: dict[str, str] = {}  # command id -> GPU key, for in-flight commands
         self.cooldowns: dict[tuple[str, str], float] = {}  # (GPU, target) -> until
         self.journal: deque[CommandRecord] = deque(maxlen=journal_size)
+        self.scheduler = WaveScheduler(power or BoardAsWall(), wave or WaveSettings(), fleet)
+        self.held: dict[str, Held] = self.book.held
+        self.wave_pass_min_s = wave_pass_min_s
+        self._wake = asyncio.Event()
         self.published = Counter(
             "orchestrator_commands_published",
             "Switch command publications, by result (sent, unsent, retried)",
@@ -159,6 +191,36 @@ class Dispatcher:
             self.published.labels(result)
         for reason in ("unknown_command", "out_of_order"):
             self.events_dropped.labels(reason)
+        self.held_gauge = Gauge(
+            "orchestrator_wave_held_commands",
+            "Planned switches not yet sent, by what holds them back (site_power, ramp,"
+            " node_starts; empty before the first release decision)",
+            ["reason"],
+            registry=registry,
+        )
+        for why in ("", *HELD_REASONS):
+            self.held_gauge.labels(why).set_function(partial(self._held_count, why))
+        self.held_changes = Counter(
+            "orchestrator_wave_commands",
+            "Planned switches by what the wave did with them (released: sent, at once or"
+            " later; dropped: held, and a newer plan did not want them; replaced: held, and"
+            " it wanted another workload)",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("released", "dropped", "replaced"):
+            self.held_changes.labels(result)
+        Gauge(
+            "orchestrator_site_power_estimated_watts",
+            "The site's wall power as the wave counts it: switching GPUs at the larger of"
+            " their old and new power, the others at their reading or estimate",
+            registry=registry,
+        ).set_function(lambda: self.scheduler.site_wall_w(self.book))
+        Gauge(
+            "orchestrator_site_power_cap_watts",
+            "The site's wall power cap the wave holds to now (NaN: no cap)",
+            registry=registry,
+        ).set_function(lambda: _or_nan(self.scheduler.power.cap_w(self.clock())))
 
     def targets(self) -> Mapping[str, str]:
         """GPU -> the workload it is being switched to, for the planner."""
@@ -206,7 +268,11 @@ class Dispatcher:
         fact = fact_of(event) if numbered else None
         moved = fact is not None and self.book.record_final(key, fact)
         facts = [_fact_row(key, fact)] if fact is not None and moved else []
+        if self.held:
+            self._wake.set()
         if not ours:
+            # a superseded command's end: it no longer runs at its agent
+            self.scheduler.ended(key, event.command_id)
             if moved:
                 self.late_finals.inc()
                 self._save([], facts)
@@ -226,6 +292,8 @@ class Dispatcher:
             self.events_dropped.labels("out_of_order").inc()
         now_s = self.clock()
         self._finish(key, state, now_s, outcome=event.reason, facts=facts)
+        # the agent switches a GPU one command at a time: anything older has ended too
+        self.scheduler.settle(key)
         if state.failure:
             assert command is not None  # noqa: S101  (ours)
             # a restart of the agent is no fault of the target: no cool-down for it
@@ -250,9 +318,10 @@ class Dispatcher:
         """End the commands past their timeout (or unacknowledged past their expiry).
 
         Telemetry never ends a command: only the agent's final event or this does."""
+        now_s = self.clock()
+        self.scheduler.expire(now_s)
         if not self.in_flight:
             return
-        now_s = self.clock()
         for key, command in list(self.in_flight.items()):
             unacked_expired = not command.acked and now_s > command.expires_at_s
             if unacked_expired or now_s - command.issued_at_s > self.command_timeout_s:
@@ -305,6 +374,17 @@ class Dispatcher:
         command = self.in_flight.pop(key)
         self.by_id.pop(command.command_id, None)
         self.finished.labels(_RESULT_LABEL[state]).inc()
+        if state is SwitchState.SUPERSEDED:
+            until_s = command.issued_at_s + self.command_timeout_s
+            self.scheduler.may_still_run(key, command.command_id, command.workload, until_s)
+        elif state is SwitchState.TIMED_OUT:
+            # no word from the agent is no proof that it stopped: counted for one more timeout
+            until_s = now_s + self.command_timeout_s
+            self.scheduler.may_still_run(key, command.command_id, command.workload, until_s)
+        else:
+            self.scheduler.ended(key, command.command_id)
+        if self.held:
+            self._wake.set()
         # without its payload: an ended command is not sent again, and the store's update
         # of it writes only its state
         finished = replace(
@@ -365,10 +445,16 @@ class Dispatcher:
     async def order(
         self, plan: Plan, entry: PlanEntry, *, uuids: Mapping[str, str]
     ) -> list[CommandRecord]:
-        """Carry out a plan: the commands it needs and the end of those it supersedes are
-        written with the plan in one transaction, before anything is published; then the
-        commands are published. Returns them as published (in flight, or unsent)."""
-        prepared, superseded = self._prepare(plan, generation=entry.generation, uuids=uuids)
+        """Carry out a plan: the switches it needs replace the held ones; those the wave
+        releases now and the end of the commands the plan supersedes are written with the
+        plan in one transaction, before anything is published; then they are published
+        (stops first). Returns them as published (in flight, or unsent); the rest stay held
+        (`held`) for `release_held`."""
+        now_s = self.clock()
+        wanted, superseded = self._wanted(plan, generation=entry.generation, uuids=uuids)
+        self._replace_held(wanted)
+        self.scheduler.plan_changed(plan)
+        prepared = self._release(now_s)
         if self.store is not None:
             # written before anything is published: a crash from here on forgets nothing.
             # The superseded commands are ended in the same transaction: saving them later
@@ -390,15 +476,114 @@ class Dispatcher:
         for key, assignment in plan.assignments.items():
             if assignment.workload is not None:
                 desired[key] = assignment.workload
+        if self.held:
+            log.info(
+                "switches held by the wave",
+                generation=entry.generation,
+                released=len(published),
+                held=len(self.held),
+            )
         return published
 
-    def _prepare(
+    async def release_held(self) -> list[CommandRecord]:
+        """Release what the wave allows now of the held switches: written, then published.
+        Returns them as published."""
+        if not self.held:
+            return []
+        prepared = self._release(self.clock())
+        if not prepared:
+            return []
+        if self.store is not None:
+            self.store.add_commands(prepared)
+        return await self._publish(prepared)
+
+    async def run_wave(self) -> None:
+        """The `wave` task: a release decision whenever a final event, telemetry, a timeout
+        or a plan may have made room, or the ramp window moves on; at most one every
+        `wave_pass_min_s` (what arrives meanwhile is decided together)."""
+        while True:
+            raise_if_cancelling()
+            await self.wave_once()
+
+    async def wave_once(self) -> list[CommandRecord]:
+        timeout_s = self._next_wave_s()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        self._wake.clear()
+        released = await self.release_held()
+        await asyncio.sleep(self.wave_pass_min_s)
+        return released
+
+    def _next_wave_s(self) -> float | None:
+        """Seconds until the ramp window frees room for a start it holds; None: no timer."""
+        if not any(h.why == HELD_RAMP for h in self.held.values()):
+            return None
+        now_s = self.clock()
+        at_s = self.scheduler.next_ramp_s()
+        return None if at_s is None else max(0.0, at_s - now_s)
+
+    def wave_summary(self) -> dict[str, object]:
+        """What `/api/v1/plan` shows of the wave (`ServeReader.wave`)."""
+        by_reason: dict[str, int] = {}
+        for item in self.held.values():
+            by_reason[item.why or "undecided"] = by_reason.get(item.why or "undecided", 0) + 1
+        return {
+            "held": len(self.held),
+            "held_by_reason": dict(sorted(by_reason.items())),
+            "in_flight": len(self.in_flight),
+            "estimated_wall_w": round(self.scheduler.site_wall_w(self.book), 1),
+            "cap_w": self.scheduler.power.cap_w(self.clock()),
+        }
+
+    def _held_count(self, why: str) -> int:
+        return sum(1 for h in self.held.values() if h.why == why)
+
+    def on_telemetry(self, node: str) -> None:  # noqa: ARG002  (ingest's listener signature)
+        """A node's snapshot arrived (synchronous, from ingest): its readings may make room."""
+        if self.held:
+            self._wake.set()
+
+    def _replace_held(self, wanted: dict[str, Held]) -> None:
+        """The newest plan's switches replace the held ones; one it wants again keeps its
+        place in the queue."""
+        held = self.held
+        kept: dict[str, Held] = {}
+        for key, item in held.items():
+            again = wanted.get(key)
+            if again is None:
+                self.held_changes.labels("dropped").inc()
+            elif again.workload != item.workload:
+                self.held_changes.labels("replaced").inc()
+            else:
+                kept[key] = replace(
+                    again, held_since_s=item.held_since_s, why=item.why, rise_w=item.rise_w
+                )
+        held.clear()
+        held.update(kept)  # first come, first served: those that waited keep their turn
+        held.update((key, item) for key, item in wanted.items() if key not in kept)
+
+    def _release(self, now_s: float) -> list[CommandRecord]:
+        """The held switches the wave releases now, as commands (state `publishing`), stops
+        first; they leave `held`."""
+        go, stay = self.scheduler.choose(self.held, self.book, now_s)
+        self.held.clear()
+        self.held.update(stay)
+        records = []
+        for item, rise_w in go:
+            record = self._command(item, now_s)
+            self.scheduler.started(item.gpu, record.command_id, rise_w)
+            records.append(record)
+        if records:
+            self.held_changes.labels("released").inc(len(records))
+        return records
+
+    def _wanted(
         self, plan: Plan, *, generation: int, uuids: Mapping[str, str]
-    ) -> tuple[list[CommandRecord], list[CommandRecord]]:
-        """The commands a plan needs (state `publishing`): changed GPUs not already heading
-        there nor cooling down after a failed attempt; and the in-flight commands whose
-        target the plan changed, ended as superseded."""
-        records: list[CommandRecord] = []
+    ) -> tuple[dict[str, Held], list[CommandRecord]]:
+        """The switches a plan needs: changed GPUs not already heading there nor cooling
+        down after a failed attempt; and the in-flight commands whose target the plan
+        changed, ended as superseded."""
+        wanted: dict[str, Held] = {}
         superseded: list[CommandRecord] = []
         now_s = self.clock()
         for key, assignment in plan.assignments.items():
@@ -420,35 +605,45 @@ class Dispatcher:
                 )
             if self.cooling_down(key, target, now_s):
                 continue
-            gpu = GpuKey.parse(key)
-            command = SwitchCommand(
-                command_id=uuid.uuid4().hex,
-                generation=generation,
-                node=gpu.node,
-                gpu_index=gpu.index,
-                gpu_uuid=uuids.get(key),
+            wanted[key] = Held(
+                gpu=key,
                 workload=target,
-                previous_workload=assignment.previous,
-                issued_at_s=now_s,
-                expires_at_s=now_s + self.command_ttl_s,
-                reason=assignment.reason[:500],
+                previous=assignment.previous,
+                reason=assignment.reason,
+                generation=generation,
+                uuid=uuids.get(key),
+                held_since_s=now_s,
             )
-            records.append(
-                CommandRecord(
-                    command_id=command.command_id,
-                    generation=generation,
-                    gpu=key,
-                    workload=target,
-                    previous=assignment.previous,
-                    reason=assignment.reason,
-                    issued_at_s=now_s,
-                    expires_at_s=command.expires_at_s,
-                    state=SwitchState.PUBLISHING.value,
-                    payload=encode(command),
-                    next_retry_s=now_s + self.ack_timeout_s,
-                )
-            )
-        return records, superseded
+        return wanted, superseded
+
+    def _command(self, item: Held, now_s: float) -> CommandRecord:
+        """A released switch as a command (state `publishing`), issued now."""
+        gpu = GpuKey.parse(item.gpu)
+        command = SwitchCommand(
+            command_id=uuid.uuid4().hex,
+            generation=item.generation,
+            node=gpu.node,
+            gpu_index=gpu.index,
+            gpu_uuid=item.uuid,
+            workload=item.workload,
+            previous_workload=item.previous,
+            issued_at_s=now_s,
+            expires_at_s=now_s + self.command_ttl_s,
+            reason=item.reason[:500],
+        )
+        return CommandRecord(
+            command_id=command.command_id,
+            generation=item.generation,
+            gpu=item.gpu,
+            workload=item.workload,
+            previous=item.previous,
+            reason=item.reason,
+            issued_at_s=now_s,
+            expires_at_s=command.expires_at_s,
+            state=SwitchState.PUBLISHING.value,
+            payload=encode(command),
+            next_retry_s=now_s + self.ack_timeout_s,
+        )
 
     async def _publish(self, records: list[CommandRecord]) -> list[CommandRecord]:
         """Publish prepared commands; each becomes in flight, or unsent without a broker."""
@@ -470,6 +665,7 @@ class Dispatcher:
             else:
                 del self.in_flight[record.gpu]
                 self.by_id.pop(record.command_id, None)
+                self.scheduler.ended(record.gpu, record.command_id)
                 final = replace(record, state=SwitchState.UNSENT.value)
                 self.journal.append(replace(final, payload=b""))
             published.append(final)
@@ -514,3 +710,7 @@ def _fact_row(key: str, fact: Fact) -> FactRow:
         fact.state.value,
         fact.command_id,
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -1,8 +1,10 @@
 """One truth per GPU: what the plan wants, the command in flight, and what the agent said.
 
-For each GPU `serve` keeps three things, and nothing else decides what a GPU runs:
+For each GPU `serve` keeps these things, and nothing else decides what a GPU runs:
 
 - `desired`: the workload the newest plan gave it;
+- `held`: a switch the plan wants that the wave has not released yet (`wave`): nothing is
+  written or sent for it; a GPU has a held switch or a command in flight, never both;
 - `commands`: at most one command in flight (a dict by GPU, so two cannot exist), with the
   step the agent last reported;
 - `facts`: the agent's last final word on a switch (`done`, `failed`, `rolled_back`,
@@ -88,6 +90,33 @@ def fact_of(event: SwitchEvent) -> Fact:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A command the plan wants that has not been released: nothing is written or sent for
+    it yet. It lives only in memory: a restarted serve forgets it and its next plan decides
+    again."""
+
+    gpu: str
+    workload: str
+    previous: str | None
+    reason: str
+    generation: int
+    uuid: str | None
+    held_since_s: float
+    why: str = ""  # once a release decision held it back: one of `wave.HELD_REASONS`
+    rise_w: float = 0.0  # at that decision
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "workload": self.workload,
+            "previous": self.previous,
+            "generation": self.generation,
+            "held_since_s": self.held_since_s,
+            "why": self.why,
+            "rise_w": round(self.rise_w, 1),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class GpuLine:
     """One GPU's whole lifecycle state, for reading (`GpuBook.line`)."""
 
@@ -95,6 +124,7 @@ class GpuLine:
     desired: str | None
     command: CommandRecord | None
     fact: Fact | None
+    held: Held | None = None
 
 
 @dataclass(slots=True)
@@ -102,9 +132,16 @@ class GpuBook:
     desired: dict[str, str] = field(default_factory=dict)
     commands: dict[str, CommandRecord] = field(default_factory=dict)  # in flight, by GPU
     facts: dict[str, Fact] = field(default_factory=dict)
+    held: dict[str, Held] = field(default_factory=dict)  # planned, not yet released
 
     def line(self, key: str) -> GpuLine:
-        return GpuLine(key, self.desired.get(key), self.commands.get(key), self.facts.get(key))
+        return GpuLine(
+            key,
+            self.desired.get(key),
+            self.commands.get(key),
+            self.facts.get(key),
+            self.held.get(key),
+        )
 
     def record_final(self, key: str, fact: Fact) -> bool:
         """Take a final event's word as the GPU's actual state, unless the agent has said

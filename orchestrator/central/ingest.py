@@ -55,6 +55,8 @@ class Ingest:
         self._last_log_s: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self.extra_handlers: dict[str, Callable[[str, bytes], None]] = {}
+        # told the node of each snapshot stored (the dispatcher's wave: readings make room)
+        self.telemetry_listener: Callable[[str], None] | None = None
 
     def handle(self, topic: str, payload: bytes) -> None:
         parts = self.topics.split(topic)
@@ -70,6 +72,8 @@ class Ingest:
                     payload, topic_node=node, max_bytes=self.max_payload_bytes
                 )
                 self.fleet.apply_telemetry(message, now_s=now_s)
+                if self.telemetry_listener is not None:
+                    self.telemetry_listener(node)
             elif channel == "status":
                 self._status_count.inc()
                 if not payload:  # a cleared retained message

@@ -350,6 +350,7 @@ class PolicyLoop:
             trigger=trigger,
             gpus=len(gpus),
             switches=len(commands),
+            held=len(self.dispatcher.held),
             net_usd_per_hour=round(result.net_usd_per_hour, 2),
             duration_ms=round(duration_s * 1000, 1),
             workloads=dict(sorted(by_workload.items())),

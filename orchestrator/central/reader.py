@@ -67,6 +67,11 @@ class ServeReader:
         """GPU `key`'s lifecycle: desired workload, command in flight, last final event."""
         return self._dispatcher.book.line(key)
 
+    def wave(self) -> dict[str, object]:
+        """The switch wave now: held switches (by what holds them), the site's estimated
+        wall power as the wave counts it, and the cap it holds to."""
+        return self._dispatcher.wave_summary()
+
     def cooldown_until(self, key: str, workload: str) -> float | None:
         """Until when a failed switch of `key` to `workload` is not ordered again."""
         until_s = self._dispatcher.cooldowns.get((key, workload))

@@ -506,6 +506,17 @@ class Store:
             )
             _update_commands(db, ended)
 
+    def add_commands(self, commands: Iterable[CommandRecord]) -> None:
+        """Commands released after their plan was written (state `publishing`), in one
+        transaction, before any of them is sent."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO commands (command_id, generation, gpu, workload, previous, reason,"
+                " issued_at_s, expires_at_s, state, payload, acked, attempts, outcome,"
+                " finished_at_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_command_tuple(c) for c in commands],
+            )
+
     def update_command(self, row: CommandRecord) -> None:
         self.update_commands([row])
 

@@ -39,12 +39,21 @@ class IngestSection(Section):
 
 
 class DispatchSection(Section):
-    """How `serve` hands planned switches to the agents."""
+    """How `serve` hands planned switches to the agents.
+
+    A plan's switches go out as a wave: those that lower a GPU's power at once, those that
+    raise it (starts) as `planner.site_power_cap_kw`, the ramp limit and the per-node limit
+    allow. Without a cap or limits everything goes at once, stops first."""
 
     # an unacknowledged command is considered lost after this long and may be issued again
     command_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     # a command an agent receives after this long is stale and must not run
     command_ttl_s: float = Field(default=300.0, gt=0, le=86_400)
+    # switch wave: at most this many kW of start power (switches that raise a GPU's power)
+    # released in any 60 s, with or without a site cap (unset: no ramp limit)
+    ramp_limit_kw_per_minute: float | None = Field(default=None, gt=0, le=1_000_000)
+    # switch wave: at most this many starts in flight on one node at once (unset: no limit)
+    max_starts_per_node: int | None = Field(default=None, ge=1, le=1024)
 
 
 class SlaSection(Section):

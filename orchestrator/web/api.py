@@ -98,7 +98,7 @@ async def current_plan(request: web.Request) -> web.Response:
     reader = request.app[READER_KEY]
     if reader.last_plan is None:
         return _no_plan()
-    return web.json_response(plan_json(reader.last_plan, reader.recent_commands(50)))
+    return web.json_response(plan_json(reader.last_plan, reader.recent_commands(50), reader.wave()))
 
 
 async def sla(request: web.Request) -> web.Response:

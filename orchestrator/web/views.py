@@ -59,7 +59,9 @@ def market_json(record: PlanRecord) -> dict[str, Any]:
     }
 
 
-def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, Any]:
+def plan_json(
+    record: PlanRecord, commands: list[CommandRecord], wave: dict[str, object] | None = None
+) -> dict[str, Any]:
     plan = record.plan
     return {
         "generation": record.generation,
@@ -92,6 +94,7 @@ def plan_json(record: PlanRecord, commands: list[CommandRecord]) -> dict[str, An
         "market": market_json(record),
         "power_model": power_model_json(record.power),
         "recent_commands": [c.to_json() for c in commands],
+        "wave": wave,
     }
 
 
@@ -235,6 +238,7 @@ def lifecycle_json(reader: ServeReader, key: str) -> dict[str, Any]:
     return {
         "desired": line.desired,
         "in_flight": command.to_json() if command is not None else None,
+        "held": line.held.to_json() if line.held is not None else None,
         "last_switch": last,
         "cooldown_until_s": cooldown,
     }

@@ -82,6 +82,10 @@ async def test_an_operator_window_sheds_mining_keeps_the_contract_and_survives_a
                 last = central.policy.last
                 return last is not None and last.curtailment is not None
 
+            # the switch wave reads the same cap in force, at the wall of this site's config
+            wave_power = central.dispatcher.scheduler.power
+            assert wave_power.cap_w(central.clock()) == 700.0
+            assert wave_power.reading_wall_w("rig:0", 100.0) == 100.0  # PUE 1, PSU 1 here
             await eventually(shed, what="a plan under the window")
             assert sorted(map(str, workloads(central))) == ["ai:acme", "ai:acme", "idle", "idle"]
             last = central.policy.last

@@ -383,9 +383,21 @@ export function renderExplain(container, view) {
   );
 }
 
-// The GPU's switch in flight, or how its last switch ended (a rollback shows as a failure).
+const HELD_WHY = {
+  site_power: "the site power cap has no room yet",
+  ramp: "the ramp limit",
+  node_starts: "the node's limit on starts",
+};
+
+// The GPU's switch in flight or held back by the switch wave, or how its last switch ended
+// (a rollback shows as a failure).
 function lifecycleLine(lifecycle) {
   if (!lifecycle) return null;
+  const held = lifecycle.held;
+  if (held) {
+    const why = HELD_WHY[held.why] ?? "waiting for its turn";
+    return h("p", { class: "lifecycle" }, `switch to ${held.workload} held back: ${why}`);
+  }
   const flying = lifecycle.in_flight;
   if (flying) {
     const step = flying.step ? `, at ${flying.step}` : "";
