@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backtest.prices import (
+    HASHPRICE_PREFIX,
+    POWER_COLUMN,
     PriceDataError,
     at_steps,
     parse_time,
@@ -15,6 +17,7 @@ from orchestrator.backtest.prices import (
 )
 
 LIMITS = plausible_hashprice_max({"ethash": {"RTX 3090": 120e6}, "kawpow": {}})
+ETHASH = HASHPRICE_PREFIX + "ethash"
 HEADER = "timestamp,hashprice_usd_per_hs_day:ethash,power_usd_per_kwh\n"
 
 
@@ -48,7 +51,6 @@ def test_a_good_file_loads_with_lines_and_interval(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "line", "words"),
     [
-        (_rows(*GOOD, "2022-09-06T00:00Z,2.2e-8,0.06"), 5, "gap of 3 days since line 4"),
         (_rows(GOOD[0], GOOD[2], GOOD[1]), 4, "rows must be sorted by time"),
         (_rows(GOOD[0], GOOD[0]), 3, "duplicate timestamp 2022-09-01T00:00Z (line 2)"),
         (_rows(GOOD[0], "2022-09-02T00:00Z,abc,0.05"), 3, "'abc' is not a number"),
@@ -56,7 +58,6 @@ def test_a_good_file_loads_with_lines_and_interval(tmp_path: Path) -> None:
         (_rows(GOOD[0], "2022-09-02T00:00Z,-1e-8,0.05"), 3, "is negative"),
         (_rows(GOOD[0], "2022-09-02T00:00Z,0.021,0.05"), 3, "is it per kH/s, MH/s or TH/s"),
         (_rows(GOOD[0], "2022-09-02T00:00Z,2e-8,52.3"), 3, "is it US$/MWh? Divide by 1000"),
-        (_rows(GOOD[0], "2022-09-02T00:00Z,,0.05"), 3, "is empty; pass --fill-gaps"),
         (_rows(GOOD[0], "2022-09-02T00:00,2e-8,0.05"), 3, "has no UTC offset"),
         (_rows(GOOD[0], "yesterday,2e-8,0.05"), 3, "is not ISO 8601"),
         (_rows(GOOD[0], "2022-09-02T00:00Z,2e-8"), 3, "2 fields where the header has 3"),
@@ -70,7 +71,6 @@ def test_a_good_file_loads_with_lines_and_interval(tmp_path: Path) -> None:
         (HEADER, 2, "no data rows"),
     ],
     ids=[
-        "gap",
         "unsorted",
         "duplicate",
         "non-numeric",
@@ -78,7 +78,6 @@ def test_a_good_file_loads_with_lines_and_interval(tmp_path: Path) -> None:
         "negative",
         "hashprice-units",
         "power-units",
-        "empty-cell",
         "no-offset",
         "bad-timestamp",
         "short-row",
@@ -112,27 +111,30 @@ def test_an_algorithm_without_benchmarks_uses_the_absolute_ceiling(tmp_path: Pat
 
 
 def test_fill_gaps_repairs_and_counts(tmp_path: Path) -> None:
-    """An empty cell is carried from the row above and counted; the gap no longer fails
-    at load, and resampling counts each step that took a value older than the limit."""
+    """An empty cell is carried from the row above; neither it nor the gap fails at load,
+    and resampling names each step that took the empty cell's carry or a value older
+    than the limit."""
     body = _rows(GOOD[0], "2022-09-02T00:00Z,,0.05", "2022-09-06T00:00Z,2.2e-8,0.06")
     path = _write(tmp_path, body)
-    series = read_price_csv(path, plausible_max=LIMITS, fill_gaps=True, max_gap_s=86_400.0 * 1.5)
+    series = read_price_csv(path, plausible_max=LIMITS, max_gap_s=86_400.0 * 1.5)
     assert series.filled_cells == 1
     assert series.hashprice_usd_per_hs_day["ethash"] == (2.0e-8, 2.0e-8, 2.2e-8)
     steps = [parse_time(f"2022-09-0{d}T00:00Z") for d in range(1, 7)]
-    values = series.hashprice_usd_per_hs_day["ethash"]
-    sampled = at_steps(series, values, steps, what="hashprice", fill_gaps=True)
+    sampled = at_steps(series, ETHASH, steps, what="hashprice", fill_gaps=True)
     assert sampled.values == (2.0e-8, 2.0e-8, 2.0e-8, 2.0e-8, 2.0e-8, 2.2e-8)
-    assert sampled.filled_steps == 2  # Sep 4 and 5: 2 and 3 days old, over 1.5 days
-    with pytest.raises(PriceDataError, match=r"prices\.csv:3: hashprice at step 2022-09-04"):
-        at_steps(series, values, steps, what="hashprice", fill_gaps=False)
+    # Sep 2 to 5 take line 3's empty cell (Sep 1's value); Sep 4 and 5 are also older
+    # than 1.5 days
+    assert sampled.carried_steps == {1, 2, 3, 4}
+    assert sampled.filled_steps == 4
+    with pytest.raises(PriceDataError, match=r"prices\.csv:3: hashprice_usd_per_hs_day:ethash"):
+        at_steps(series, ETHASH, steps, what="hashprice", fill_gaps=False)
 
 
 def test_resampling_never_invents_prices_before_the_first_row(tmp_path: Path) -> None:
     series = read_price_csv(_write(tmp_path, _rows(*GOOD), "power.csv"), plausible_max=LIMITS)
     with pytest.raises(PriceDataError, match=r"power\.csv:2: power starts at 2022-09-01T00:00Z"):
         at_steps(
-            series, (1.0, 1.0, 1.0), [parse_time("2022-08-31T23:00Z")], what="power", fill_gaps=True
+            series, POWER_COLUMN, [parse_time("2022-08-31T23:00Z")], what="power", fill_gaps=True
         )
 
 
