@@ -137,13 +137,17 @@ def format_time(time_s: float) -> str:
 
 def parse_time(text: str) -> float:
     """Seconds since the epoch of an ISO 8601 timestamp that carries an offset or `Z`."""
+    return _parse_moment(text).timestamp()
+
+
+def _parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"timestamp {text!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset (add Z or +00:00)")
-    return moment.timestamp()
+    return moment
 
 
 def _median_interval_s(times_s: Sequence[float]) -> float:
@@ -239,6 +243,7 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
     lines: list[int] = []
     columns: dict[str, list[float]] = {a: [] for a in algorithms}
     power: list[float] | None = [] if POWER_COLUMN in header else None
+    last_moment: datetime | None = None
     empty: dict[str, set[int]] = {HASHPRICE_PREFIX + a: set() for a in algorithms}
     if power is not None:
         empty[POWER_COLUMN] = set()
@@ -251,11 +256,13 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
             )
         cells = dict(zip(header, row, strict=True))
         try:
-            time_s = parse_time(cells[TIMESTAMP_COLUMN])
+            moment = _parse_moment(cells[TIMESTAMP_COLUMN])
         except ValueError as error:
             raise PriceDataError(source, line, str(error)) from None
-        if times:
-            _check_order(reader, line, time_s, times[-1], lines[-1])
+        time_s = moment.timestamp()
+        if last_moment is not None:
+            _check_order(reader, line, moment, last_moment, lines[-1])
+        last_moment = moment
         for algorithm in algorithms:
             column = HASHPRICE_PREFIX + algorithm
             if not _append(reader, line, column, cells[column], columns[algorithm]):
@@ -320,18 +327,54 @@ def _check_header(reader: _Reader, header: list[str], *, power_only: bool) -> li
     return algorithms
 
 
-def _check_order(reader: _Reader, line: int, time_s: float, last_s: float, last_line: int) -> None:
+def _check_order(
+    reader: _Reader, line: int, moment: datetime, last: datetime, last_line: int
+) -> None:
+    time_s, last_s = moment.timestamp(), last.timestamp()
     if time_s == last_s:
         raise PriceDataError(
-            reader.source, line, f"duplicate timestamp {format_time(time_s)} (line {last_line})"
+            reader.source,
+            line,
+            f"duplicate timestamp {format_time(time_s)} (line {last_line})"
+            + _local_time_hint(moment, last, last_line),
         )
     if time_s < last_s:
         raise PriceDataError(
             reader.source,
             line,
             f"timestamp {format_time(time_s)} is before line {last_line} "
-            f"({format_time(last_s)}): rows must be sorted by time",
+            f"({format_time(last_s)}): rows must be sorted by time"
+            + _local_time_hint(moment, last, last_line),
         )
+
+
+def _offset_text(moment: datetime) -> str:
+    """The UTC offset as written in ISO 8601 (`-06:00`; `+00:00` for `Z`)."""
+    offset = moment.utcoffset()
+    total_min = round(offset.total_seconds() / 60) if offset is not None else 0
+    hours, minutes = divmod(abs(total_min), 60)
+    return f"{'-' if total_min < 0 else '+'}{hours:02d}:{minutes:02d}"
+
+
+def _local_time_hint(moment: datetime, last: datetime, last_line: int) -> str:
+    """Name a daylight-saving mistake behind a duplicate or backward row, where the
+    offsets show one: a file in local time whose writer gave a skipped local time
+    (spring forward) an offset, or a repeated one (fall back) the same offset twice."""
+    offset, last_offset = moment.utcoffset(), last.utcoffset()
+    if offset != last_offset:
+        return (
+            f"; the UTC offset changes from {_offset_text(last)} (line {last_line}) to "
+            f"{_offset_text(moment)} here: if these are local times across a "
+            "daylight-saving change, one of them does not exist (the skipped hour) or "
+            "carries the wrong offset"
+        )
+    if offset and moment.replace(tzinfo=None) == last.replace(tzinfo=None):
+        return (
+            f"; if the file is in local time, {moment.strftime('%Y-%m-%dT%H:%M')} may be "
+            "the hour that repeats when daylight saving ends: the repeat needs the "
+            "standard-time offset"
+        )
+    return ""
 
 
 def _append(reader: _Reader, line: int, column: str, text: str, values: list[float]) -> bool:

@@ -142,3 +142,55 @@ def test_a_power_file_has_only_power(tmp_path: Path) -> None:
     path = _write(tmp_path, _rows(*GOOD), "power.csv")
     with pytest.raises(PriceDataError, match=r"power\.csv:1: unexpected column"):
         read_price_csv(path, plausible_max={}, power_only=True)
+
+
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        (
+            # Chicago, spring forward on 2024-03-10: 02:00 local does not exist; written
+            # with the standard-time offset it is the instant of 03:00-05:00
+            ("2024-03-10T01:00-06:00", "2024-03-10T02:00-06:00", "2024-03-10T03:00-05:00"),
+            (
+                "duplicate timestamp 2024-03-10T08:00Z (line 3); the UTC offset changes from "
+                "-06:00 (line 3) to -05:00 here: if these are local times across a "
+                "daylight-saving change, one of them does not exist"
+            ),
+        ),
+        (
+            # fall back on 2024-11-03: 01:00 local happens twice, here both with -05:00
+            ("2024-11-03T00:00-05:00", "2024-11-03T01:00-05:00", "2024-11-03T01:00-05:00"),
+            (
+                "duplicate timestamp 2024-11-03T06:00Z (line 3); if the file is in local "
+                "time, 2024-11-03T01:00 may be the hour that repeats when daylight saving ends"
+            ),
+        ),
+        (
+            # the repeated hour in the wrong order: 01:30 standard time (07:30Z) before
+            # 01:00 daylight time (06:00Z)
+            ("2024-11-03T01:30-06:00", "2024-11-03T01:00-05:00"),
+            (
+                "is before line 2 (2024-11-03T07:30Z): rows must be sorted by time; the UTC "
+                "offset changes from -06:00 (line 2) to -05:00 here"
+            ),
+        ),
+    ],
+    ids=["skipped-hour", "repeated-hour", "offset-backwards"],
+)
+def test_a_local_time_that_does_not_exist_or_repeats_is_named(
+    tmp_path: Path, rows: tuple[str, ...], words: str
+) -> None:
+    """Timestamps carry offsets, so each names one instant; but a file written in local
+    time around a daylight-saving change shows the mistake as a duplicate or backward row
+    where the offset changes (or repeats a wall time), and the error says so."""
+    body = "timestamp,power_usd_per_kwh\n" + "".join(f"{t},0.05\n" for t in rows)
+    with pytest.raises(PriceDataError) as caught:
+        read_price_csv(_write(tmp_path, body, "power.csv"), plausible_max={}, power_only=True)
+    assert str(caught.value).startswith(f"power.csv:{len(rows) + 1}: ")
+    assert words in str(caught.value)
+
+
+def test_a_utc_file_with_a_duplicate_gets_no_daylight_saving_hint(tmp_path: Path) -> None:
+    with pytest.raises(PriceDataError) as caught:
+        read_price_csv(_write(tmp_path, _rows(GOOD[0], GOOD[0])), plausible_max=LIMITS)
+    assert str(caught.value) == "prices.csv:3: duplicate timestamp 2022-09-01T00:00Z (line 2)"
