@@ -10,7 +10,7 @@ and its own `[backtest]` section. Everything else in the file
     step = "1h"                    # default: the finest interval of the price files
     power_usd_per_kwh = 0.05       # constant, when the prices have no power column
     static_split_ai_fraction = 0.5 # the static-split baseline
-    max_gap = "36h"                # default: 1.5 x the file's median interval
+    max_gap = "36h"                # every price file; default: 1.5 x each file's median interval
     [[backtest.fleet]]
     model = "NVIDIA A100 80GB PCIe"
     count = 32
