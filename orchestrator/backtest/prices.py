@@ -393,7 +393,10 @@ def _flag_duration(seconds: float) -> str:
 
 
 def _max_gap_hint(seconds: float) -> str:
-    return f"--max-gap {_flag_duration(seconds)} (or [backtest] max_gap) to accept it"
+    return (
+        f"--max-gap {_flag_duration(seconds)} or more (or [backtest] max_gap; it sets every "
+        "price file's limit) to accept it"
+    )
 
 
 def _used_rows(series: PriceSeries, start_s: float, end_s: float) -> range:
@@ -406,11 +409,12 @@ def _used_rows(series: PriceSeries, start_s: float, end_s: float) -> range:
 def _check_empty_cell(series: PriceSeries, column: str, row: int, *, fill_gaps: bool) -> None:
     """Raise for the empty cell in `row` unless `fill_gaps` can carry a value into it."""
     if math.isnan(series.values(column)[row]):
+        later = series.times_s[row + 1 : row + 2]
+        fix = f"start --from at {format_time(later[0])} or later" if later else "fill it in"
         raise PriceDataError(
             series.source,
             series.lines[row],
-            f"{column} is empty, with no value above it to carry forward; "
-            f"start --from after {format_time(series.times_s[row])}",
+            f"{column} is empty, with no value above it to carry forward; {fix}",
         )
     if not fill_gaps:
         raise PriceDataError(

@@ -11,6 +11,7 @@ from orchestrator.backtest.prices import (
     POWER_COLUMN,
     PriceDataError,
     at_steps,
+    check_period,
     parse_time,
     plausible_hashprice_max,
     read_price_csv,
@@ -194,3 +195,32 @@ def test_a_utc_file_with_a_duplicate_gets_no_daylight_saving_hint(tmp_path: Path
     with pytest.raises(PriceDataError) as caught:
         read_price_csv(_write(tmp_path, _rows(GOOD[0], GOOD[0])), plausible_max=LIMITS)
     assert str(caught.value) == "prices.csv:3: duplicate timestamp 2022-09-01T00:00Z (line 2)"
+
+
+def test_a_stale_step_suggests_the_max_gap_that_admits_it(tmp_path: Path) -> None:
+    """A step 2 days after the last daily row is over the 1.5-day limit; the error
+    suggests --max-gap 2d, and a file read with that limit resamples it."""
+    path = _write(tmp_path, _rows(*GOOD))
+    steps = [parse_time("2022-09-05T00:00Z")]
+    series = read_price_csv(path, plausible_max=LIMITS)
+    with pytest.raises(PriceDataError) as caught:
+        at_steps(series, ETHASH, steps, what="hashprice", fill_gaps=False)
+    assert str(caught.value).startswith(
+        "prices.csv:4: hashprice at step 2022-09-05T00:00Z would come from 2022-09-03T00:00Z"
+    )
+    assert "pass --max-gap 2d or more" in str(caught.value)
+    series = read_price_csv(path, plausible_max=LIMITS, max_gap_s=2 * 86_400.0)
+    assert at_steps(series, ETHASH, steps, what="hashprice", fill_gaps=False).values == (2.2e-8,)
+
+
+def test_an_empty_first_cell_matters_only_when_the_period_uses_it(tmp_path: Path) -> None:
+    """Nothing is above it to carry, so --fill-gaps cannot repair it; a period that
+    starts at the next row does not use it."""
+    path = _write(tmp_path, _rows("2022-09-01T00:00Z,,0.05", *GOOD[1:]))
+    series = read_price_csv(path, plausible_max=LIMITS)
+    start, end = parse_time("2022-09-01T00:00Z"), parse_time("2022-09-04T00:00Z")
+    with pytest.raises(
+        PriceDataError, match=r"prices\.csv:2: .* start --from at 2022-09-02T00:00Z"
+    ):
+        check_period(series, start, end, columns=[ETHASH], fill_gaps=True)
+    check_period(series, start + 86_400.0, end, columns=[ETHASH], fill_gaps=False)
