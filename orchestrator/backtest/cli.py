@@ -192,7 +192,7 @@ def build_scenario(args: argparse.Namespace) -> tuple[Scenario, BacktestSection,
     for series, columns in used:
         check_period(series, start_s, period_end_s, columns=columns, fill_gaps=args.fill_gaps)
     hashprice = {}
-    carried: dict[str, set[int]] = {series.source: set() for series, _ in used}
+    carried: list[set[int]] = [set() for _ in used]  # steps, per file as in `used`
     for algorithm in prices.algorithms:
         sampled = at_steps(
             prices,
@@ -202,17 +202,17 @@ def build_scenario(args: argparse.Namespace) -> tuple[Scenario, BacktestSection,
             fill_gaps=args.fill_gaps,
         )
         hashprice[algorithm] = sampled.values
-        carried[prices.source] |= sampled.carried_steps
+        carried[0] |= sampled.carried_steps
     power_values, power_sampled = _power_values(
         args, backtest=backtest, prices=prices, power=power, steps=steps, notes=notes
     )
     if power_sampled is not None:
-        carried[power_sampled[0].source] |= power_sampled[1].carried_steps
+        carried[0 if power_sampled[0] is prices else 1] |= power_sampled[1].carried_steps
     if args.fill_gaps:
         notes.extend(
             f"--fill-gaps: {len(steps_carried)} of {len(steps)} steps used a carried-over "
-            f"price from {source} (older than its gap limit, or an empty cell)"
-            for source, steps_carried in carried.items()
+            f"price from {series.source} (older than its gap limit, or an empty cell)"
+            for (series, _), steps_carried in zip(used, carried, strict=True)
         )
     scenario = make_scenario(
         groups,
