@@ -27,7 +27,7 @@ from orchestrator.backtest.engine import (  # noqa: E402
     make_scenario,
     run_strategy,
 )
-from orchestrator.backtest.prices import at_steps, read_price_csv  # noqa: E402
+from orchestrator.backtest.prices import POWER_COLUMN, at_steps, read_price_csv  # noqa: E402
 from orchestrator.backtest.report import format_table  # noqa: E402
 from orchestrator.backtest.strategies import default_strategies  # noqa: E402
 from orchestrator.config.policy import GIB  # noqa: E402
@@ -117,7 +117,7 @@ def build(n_gpus: int, hours: int, power_cap_kw: float | None, seed: int = 8) ->
     start = power.times_s[0]
     steps = [start + 3600.0 * i for i in range(hours)]
     assert power.power_usd_per_kwh is not None
-    power_values = at_steps(power, power.power_usd_per_kwh, steps, what="power", fill_gaps=False)
+    power_values = at_steps(power, POWER_COLUMN, steps, what="power", fill_gaps=False)
     walk = {"ethash": [2.5e-8], "kawpow": [1.0e-7]}
     for series in walk.values():
         for _ in range(hours // 24 + 1):

@@ -10,7 +10,7 @@ and its own `[backtest]` section. Everything else in the file
     step = "1h"                    # default: the finest interval of the price files
     power_usd_per_kwh = 0.05       # constant, when the prices have no power column
     static_split_ai_fraction = 0.5 # the static-split baseline
-    max_gap = "36h"                # default: 1.5 x the file's median interval
+    max_gap = "36h"                # every price file; default: 1.5 x each file's median interval
     [[backtest.fleet]]
     model = "NVIDIA A100 80GB PCIe"
     count = 32
@@ -36,9 +36,13 @@ from pydantic import ValidationError
 
 from orchestrator.backtest.engine import FleetGroup, Scenario, make_scenario, run_strategy
 from orchestrator.backtest.prices import (
+    HASHPRICE_PREFIX,
+    POWER_COLUMN,
     PriceDataError,
     PriceSeries,
+    Resampled,
     at_steps,
+    check_period,
     format_time,
     plausible_hashprice_max,
     read_price_csv,
@@ -153,18 +157,10 @@ def build_scenario(args: argparse.Namespace) -> tuple[Scenario, BacktestSection,
     max_gap_text = args.max_gap or backtest.max_gap
     max_gap_s = parse_duration_s(max_gap_text) if max_gap_text else None
     limits = plausible_hashprice_max(benchmarks)
-    prices = read_price_csv(
-        args.prices, plausible_max=limits, max_gap_s=max_gap_s, fill_gaps=args.fill_gaps
-    )
+    prices = read_price_csv(args.prices, plausible_max=limits, max_gap_s=max_gap_s)
     power: PriceSeries | None = None
     if args.power is not None:
-        power = read_price_csv(
-            args.power,
-            plausible_max={},
-            max_gap_s=None,
-            fill_gaps=args.fill_gaps,
-            power_only=True,
-        )
+        power = read_price_csv(args.power, plausible_max={}, max_gap_s=max_gap_s, power_only=True)
     notes.extend(
         f"mining profile {profile.id!r}: no hashprice column for {profile.algorithm!r} "
         f"in {prices.source}, so it is never mined"
@@ -186,27 +182,37 @@ def build_scenario(args: argparse.Namespace) -> tuple[Scenario, BacktestSection,
             f"no steps between {format_time(start_s)} and {format_time(end_s)} at {step_s:g} s"
         )
     steps = [start_s + i * step_s for i in range(n_steps)]
+    period_end_s = steps[-1] + step_s
+    # the columns each file contributes: the power file's power replaces the prices' column
+    used: list[tuple[PriceSeries, list[str]]] = [
+        (prices, [c for c in prices.columns if power is None or c != POWER_COLUMN])
+    ]
+    if power is not None:
+        used.append((power, [POWER_COLUMN]))
+    for series, columns in used:
+        check_period(series, start_s, period_end_s, columns=columns, fill_gaps=args.fill_gaps)
     hashprice = {}
-    filled = 0
+    carried: list[set[int]] = [set() for _ in used]  # steps, per file as in `used`
     for algorithm in prices.algorithms:
         sampled = at_steps(
             prices,
-            prices.hashprice_usd_per_hs_day[algorithm],
+            HASHPRICE_PREFIX + algorithm,
             steps,
             what=f"hashprice {algorithm}",
             fill_gaps=args.fill_gaps,
         )
         hashprice[algorithm] = sampled.values
-        filled = max(filled, sampled.filled_steps)
-    power_values, power_filled = _power_values(
+        carried[0] |= sampled.carried_steps
+    power_values, power_sampled = _power_values(
         args, backtest=backtest, prices=prices, power=power, steps=steps, notes=notes
     )
-    filled = max(filled, power_filled)
+    if power_sampled is not None:
+        carried[0 if power_sampled[0] is prices else 1] |= power_sampled[1].carried_steps
     if args.fill_gaps:
-        cells = prices.filled_cells + (power.filled_cells if power else 0)
-        notes.append(
-            f"--fill-gaps: {filled} steps carried a price older than the gap limit, "
-            f"{cells} empty cells carried forward"
+        notes.extend(
+            f"--fill-gaps: {len(steps_carried)} of {len(steps)} steps used a carried-over "
+            f"price from {series.source} (older than its gap limit, or an empty cell)"
+            for (series, _), steps_carried in zip(used, carried, strict=True)
         )
     scenario = make_scenario(
         groups,
@@ -227,22 +233,21 @@ def _power_values(
     power: PriceSeries | None,
     steps: list[float],
     notes: list[str],
-) -> tuple[tuple[float, ...], int]:
-    """Power price per step: the --power file, else the prices' column, else the constant."""
-    if power is not None and power.power_usd_per_kwh is not None:
+) -> tuple[tuple[float, ...], tuple[PriceSeries, Resampled] | None]:
+    """Power price per step: the --power file, else the prices' column, else the constant;
+    with the file it came from and its resampling (None for the constant)."""
+    for series in (power, prices):
+        if series is None or series.power_usd_per_kwh is None:
+            continue
         sampled = at_steps(
-            power, power.power_usd_per_kwh, steps, what="power price", fill_gaps=args.fill_gaps
+            series, POWER_COLUMN, steps, what="power price", fill_gaps=args.fill_gaps
         )
-        notes.append(f"power price from {power.source}, last value carried forward per step")
-        return sampled.values, sampled.filled_steps
-    if prices.power_usd_per_kwh is not None:
-        sampled = at_steps(
-            prices, prices.power_usd_per_kwh, steps, what="power price", fill_gaps=args.fill_gaps
-        )
-        return sampled.values, sampled.filled_steps
+        if series is power:
+            notes.append(f"power price from {series.source}, last value carried forward per step")
+        return sampled.values, (series, sampled)
     if backtest.power_usd_per_kwh is not None:
         notes.append(f"power price constant at {backtest.power_usd_per_kwh:g} US$/kWh (config)")
-        return (backtest.power_usd_per_kwh,) * len(steps), 0
+        return (backtest.power_usd_per_kwh,) * len(steps), None
     raise BacktestInputError(
         f"{prices.source}: no power price: add a power_usd_per_kwh column, pass --power, "
         "or set [backtest] power_usd_per_kwh"

@@ -10,15 +10,23 @@ The prices file has a `timestamp` column (ISO 8601 with an offset or `Z`), one c
 algorithm named `hashprice_usd_per_hs_day:<algorithm>` (US$ per H/s per day) and
 optionally `power_usd_per_kwh`. A power file has `timestamp,power_usd_per_kwh`.
 
-Checks, in order per row: field count, timestamp (parsable, with offset, strictly after
-the previous row), every value (numeric, finite, not negative, plausible in its unit).
-Between rows: a gap longer than `max_gap_s` (default 1.5 x the file's median interval,
-so one missing row of a regular file is a gap).
+Checks, in order per row, when the file is read: field count, timestamp (parsable, with
+offset, strictly after the previous row), every value (numeric, finite, not negative,
+plausible in its unit). Empty cells are recorded, not judged, at that point.
+
+Holes are judged inside the replayed period only (`check_period`), so that a hole in a
+year the backtest does not replay cannot stop it: an empty cell in a row the period uses,
+and a gap longer than `max_gap_s` (default 1.5 x the file's median interval, so one
+missing row of a regular file is a gap) between two rows the period uses. The rows a
+period [start, end) uses are those whose time is before its end and whose successor
+comes after its start (the row carried into the first step included).
 
 Resampling (`at_steps`) is last value carried forward: the price at step time t is the
 latest row at or before t. It is bounded: a value older than the gap limit at a step is
-an error too (or, with `fill_gaps`, a counted fill). A step before the first row is
-always an error; nothing is invented backwards.
+an error too. With `fill_gaps` both kinds of hole are carried over instead, and
+`Resampled.carried_steps` names every step that used a carried-over price (older than
+the limit, or from an empty cell) so that the report can count them per file. A step
+before the first row is always an error; nothing is invented backwards.
 
 Plausibility. A hashprice above what any GPU could earn is a unit error: for an
 algorithm with benchmarks, more than US$1,000 per day on the fastest benchmarked GPU;
@@ -61,7 +69,11 @@ class PriceDataError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PriceSeries:
-    """Rows of one file, validated. `None` in a column only where a repair was refused."""
+    """Rows of one file, validated.
+
+    An empty cell holds the value of the row above (NaN on the first row) and is listed
+    in `empty_rows`; whether that carry is allowed is decided per period (`check_period`).
+    """
 
     source: str
     times_s: tuple[float, ...]
@@ -69,11 +81,28 @@ class PriceSeries:
     hashprice_usd_per_hs_day: Mapping[str, tuple[float, ...]]  # by algorithm
     power_usd_per_kwh: tuple[float, ...] | None
     max_gap_s: float
-    filled_cells: int = 0  # empty cells carried forward by `fill_gaps`
+    empty_rows: Mapping[str, frozenset[int]] = field(default_factory=dict)  # by column name
 
     @property
     def algorithms(self) -> tuple[str, ...]:
         return tuple(self.hashprice_usd_per_hs_day)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The value columns, as named in the header."""
+        names = [HASHPRICE_PREFIX + a for a in self.hashprice_usd_per_hs_day]
+        return (*names, POWER_COLUMN) if self.power_usd_per_kwh is not None else tuple(names)
+
+    @property
+    def filled_cells(self) -> int:
+        """Empty cells in the whole file (carried from the row above)."""
+        return sum(len(rows) for rows in self.empty_rows.values())
+
+    def values(self, column: str) -> tuple[float, ...]:
+        """One value column by its header name."""
+        if column == POWER_COLUMN and self.power_usd_per_kwh is not None:
+            return self.power_usd_per_kwh
+        return self.hashprice_usd_per_hs_day[column.removeprefix(HASHPRICE_PREFIX)]
 
     @property
     def interval_s(self) -> float:
@@ -83,17 +112,19 @@ class PriceSeries:
 
 @dataclass(frozen=True, slots=True)
 class Resampled:
-    """Values at each step, and how many steps needed a carry beyond the gap limit."""
+    """Values at each step, and which steps used a carried-over price (by step index)."""
 
     values: tuple[float, ...]
-    filled_steps: int = 0
+    carried_steps: frozenset[int] = frozenset()
+
+    @property
+    def filled_steps(self) -> int:
+        return len(self.carried_steps)
 
 
 @dataclass(slots=True)
 class _Reader:
     source: str
-    max_gap_s: float | None
-    fill_gaps: bool
     plausible_max: Mapping[str, tuple[float, str]] = field(default_factory=dict)
 
 
@@ -106,13 +137,17 @@ def format_time(time_s: float) -> str:
 
 def parse_time(text: str) -> float:
     """Seconds since the epoch of an ISO 8601 timestamp that carries an offset or `Z`."""
+    return _parse_moment(text).timestamp()
+
+
+def _parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"timestamp {text!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset (add Z or +00:00)")
-    return moment.timestamp()
+    return moment
 
 
 def _median_interval_s(times_s: Sequence[float]) -> float:
@@ -181,17 +216,17 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
     *,
     plausible_max: Mapping[str, tuple[float, str]],
     max_gap_s: float | None = None,
-    fill_gaps: bool = False,
     power_only: bool = False,
 ) -> PriceSeries:
     """Read and check a prices file (or, with `power_only`, a power file).
 
     `plausible_max` names the known algorithms (the configured profiles') with their
     upper bound (see `plausible_hashprice_max`); a column for any other algorithm is an
-    error on line 1.
+    error on line 1. `max_gap_s` (default 1.5 x the median interval) is kept for
+    `check_period` and `at_steps`; gaps and empty cells are judged there.
     """
     source = path.name
-    reader = _Reader(source, max_gap_s, fill_gaps, plausible_max)
+    reader = _Reader(source, plausible_max)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
@@ -208,7 +243,10 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
     lines: list[int] = []
     columns: dict[str, list[float]] = {a: [] for a in algorithms}
     power: list[float] | None = [] if POWER_COLUMN in header else None
-    filled = 0
+    last_moment: datetime | None = None
+    empty: dict[str, set[int]] = {HASHPRICE_PREFIX + a: set() for a in algorithms}
+    if power is not None:
+        empty[POWER_COLUMN] = set()
     for line, row in enumerate(rows, start=2):
         if not any(cell.strip() for cell in row):
             continue  # a blank line
@@ -218,32 +256,26 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
             )
         cells = dict(zip(header, row, strict=True))
         try:
-            time_s = parse_time(cells[TIMESTAMP_COLUMN])
+            moment = _parse_moment(cells[TIMESTAMP_COLUMN])
         except ValueError as error:
             raise PriceDataError(source, line, str(error)) from None
-        if times:
-            _check_order(reader, line, time_s, times[-1], lines[-1])
+        time_s = moment.timestamp()
+        if last_moment is not None:
+            _check_order(reader, line, moment, last_moment, lines[-1])
+        last_moment = moment
         for algorithm in algorithms:
             column = HASHPRICE_PREFIX + algorithm
-            filled += _append(reader, line, column, cells[column], columns[algorithm])
-        if power is not None:
-            filled += _append(reader, line, POWER_COLUMN, cells[POWER_COLUMN], power)
+            if not _append(reader, line, column, cells[column], columns[algorithm]):
+                empty[column].add(len(times))
+        if power is not None and not _append(
+            reader, line, POWER_COLUMN, cells[POWER_COLUMN], power
+        ):
+            empty[POWER_COLUMN].add(len(times))
         times.append(time_s)
         lines.append(line)
     if not times:
         raise PriceDataError(source, 2, "no data rows after the header")
     limit = max_gap_s if max_gap_s is not None else GAP_FACTOR * _median_interval_s(times)
-    if len(times) > 1 and not fill_gaps:
-        for i in range(1, len(times)):
-            gap_s = times[i] - times[i - 1]
-            if gap_s > limit:
-                raise PriceDataError(
-                    source,
-                    lines[i],
-                    f"gap of {_duration(gap_s)} since line {lines[i - 1]} "
-                    f"({format_time(times[i - 1])}), over the limit of {_duration(limit)}; "
-                    "pass --fill-gaps to carry the last prices forward, or --max-gap",
-                )
     return PriceSeries(
         source=source,
         times_s=tuple(times),
@@ -251,7 +283,7 @@ def read_price_csv(  # noqa: PLR0912  (one check after another, read top to bott
         hashprice_usd_per_hs_day={a: tuple(v) for a, v in columns.items()},
         power_usd_per_kwh=tuple(power) if power is not None else None,
         max_gap_s=limit if limit > 0 else math.inf,
-        filled_cells=filled,
+        empty_rows={column: frozenset(rows) for column, rows in empty.items()},
     )
 
 
@@ -295,36 +327,132 @@ def _check_header(reader: _Reader, header: list[str], *, power_only: bool) -> li
     return algorithms
 
 
-def _check_order(reader: _Reader, line: int, time_s: float, last_s: float, last_line: int) -> None:
+def _check_order(
+    reader: _Reader, line: int, moment: datetime, last: datetime, last_line: int
+) -> None:
+    time_s, last_s = moment.timestamp(), last.timestamp()
     if time_s == last_s:
         raise PriceDataError(
-            reader.source, line, f"duplicate timestamp {format_time(time_s)} (line {last_line})"
+            reader.source,
+            line,
+            f"duplicate timestamp {format_time(time_s)} (line {last_line})"
+            + _local_time_hint(moment, last, last_line),
         )
     if time_s < last_s:
         raise PriceDataError(
             reader.source,
             line,
             f"timestamp {format_time(time_s)} is before line {last_line} "
-            f"({format_time(last_s)}): rows must be sorted by time",
+            f"({format_time(last_s)}): rows must be sorted by time"
+            + _local_time_hint(moment, last, last_line),
         )
 
 
-def _append(reader: _Reader, line: int, column: str, text: str, values: list[float]) -> int:
-    """Append the cell's value; 1 when an empty cell was carried forward, else 0."""
+def _offset_text(moment: datetime) -> str:
+    """The UTC offset as written in ISO 8601 (`-06:00`; `+00:00` for `Z`)."""
+    offset = moment.utcoffset()
+    total_min = round(offset.total_seconds() / 60) if offset is not None else 0
+    hours, minutes = divmod(abs(total_min), 60)
+    return f"{'-' if total_min < 0 else '+'}{hours:02d}:{minutes:02d}"
+
+
+def _local_time_hint(moment: datetime, last: datetime, last_line: int) -> str:
+    """Name a daylight-saving mistake behind a duplicate or backward row, where the
+    offsets show one: a file in local time whose writer gave a skipped local time
+    (spring forward) an offset, or a repeated one (fall back) the same offset twice."""
+    offset, last_offset = moment.utcoffset(), last.utcoffset()
+    if offset != last_offset:
+        return (
+            f"; the UTC offset changes from {_offset_text(last)} (line {last_line}) to "
+            f"{_offset_text(moment)} here: if these are local times across a "
+            "daylight-saving change, one of them does not exist (the skipped hour) or "
+            "carries the wrong offset"
+        )
+    if offset and moment.replace(tzinfo=None) == last.replace(tzinfo=None):
+        return (
+            f"; if the file is in local time, {moment.strftime('%Y-%m-%dT%H:%M')} may be "
+            "the hour that repeats when daylight saving ends: the repeat needs the "
+            "standard-time offset"
+        )
+    return ""
+
+
+def _append(reader: _Reader, line: int, column: str, text: str, values: list[float]) -> bool:
+    """Append the cell's value; False for an empty cell (the row above's value, or NaN)."""
     value = _number(reader, line, column, text)
-    if value is not None:
-        values.append(value)
-        return 0
-    if not reader.fill_gaps:
+    values.append(value if value is not None else values[-1] if values else math.nan)
+    return value is not None
+
+
+def _flag_duration(seconds: float) -> str:
+    """The shortest `--max-gap` value (3d, 36h, 90m, 3601) that admits `seconds`."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{math.ceil(seconds)}"
+
+
+def _max_gap_hint(seconds: float) -> str:
+    return (
+        f"--max-gap {_flag_duration(seconds)} or more (or [backtest] max_gap; it sets every "
+        "price file's limit) to accept it"
+    )
+
+
+def _used_rows(series: PriceSeries, start_s: float, end_s: float) -> range:
+    """Rows whose price some moment of [start_s, end_s) would carry (see the docstring)."""
+    first = max(bisect.bisect_right(series.times_s, start_s) - 1, 0)
+    stop = bisect.bisect_left(series.times_s, end_s)
+    return range(first, max(stop, first + 1))
+
+
+def _check_empty_cell(series: PriceSeries, column: str, row: int, *, fill_gaps: bool) -> None:
+    """Raise for the empty cell in `row` unless `fill_gaps` can carry a value into it."""
+    if math.isnan(series.values(column)[row]):
+        later = series.times_s[row + 1 : row + 2]
+        fix = f"start --from at {format_time(later[0])} or later" if later else "fill it in"
         raise PriceDataError(
-            reader.source, line, f"{column} is empty; pass --fill-gaps to carry the last value"
+            series.source,
+            series.lines[row],
+            f"{column} is empty, with no value above it to carry forward; {fix}",
         )
-    if not values:
+    if not fill_gaps:
         raise PriceDataError(
-            reader.source, line, f"{column} is empty on the first row: nothing to carry forward"
+            series.source,
+            series.lines[row],
+            f"{column} is empty; pass --fill-gaps to carry the last value, "
+            "or --from/--to to leave the row out",
         )
-    values.append(values[-1])
-    return 1
+
+
+def check_period(
+    series: PriceSeries,
+    start_s: float,
+    end_s: float,
+    *,
+    columns: Sequence[str],
+    fill_gaps: bool,
+) -> None:
+    """Judge the holes of `series` that fall inside [start_s, end_s), for the `columns`
+    the backtest uses: an empty cell, or a gap between rows over `max_gap_s`, is an error
+    naming its line unless `fill_gaps`; an empty cell with nothing above it always is."""
+    rows = _used_rows(series, start_s, end_s)
+    for i in rows:
+        for column in columns:
+            if i in series.empty_rows.get(column, ()):
+                _check_empty_cell(series, column, i, fill_gaps=fill_gaps)
+        if fill_gaps or i == rows.start:
+            continue
+        gap_s = series.times_s[i] - series.times_s[i - 1]
+        if gap_s > series.max_gap_s:
+            raise PriceDataError(
+                series.source,
+                series.lines[i],
+                f"gap of {_duration(gap_s)} since line {series.lines[i - 1]} "
+                f"({format_time(series.times_s[i - 1])}), over the limit of "
+                f"{_duration(series.max_gap_s)}; pass {_max_gap_hint(gap_s)}, --fill-gaps "
+                "to carry the last prices over it, or --from/--to to leave it out",
+            )
 
 
 def _duration(seconds: float) -> str:
@@ -337,34 +465,41 @@ def _duration(seconds: float) -> str:
 
 def at_steps(
     series: PriceSeries,
-    values: Sequence[float],
+    column: str,
     steps_s: Sequence[float],
     *,
     what: str,
     fill_gaps: bool,
 ) -> Resampled:
-    """`values` (one per row of `series`) at each step: last value carried forward, bounded."""
+    """The `column` of `series` at each step: last value carried forward, bounded."""
+    values = series.values(column)
+    empty = series.empty_rows.get(column, frozenset())
     out: list[float] = []
-    filled = 0
+    carried: set[int] = set()
     times = series.times_s
-    for t in steps_s:
+    for k, t in enumerate(steps_s):
         i = bisect.bisect_right(times, t) - 1
         if i < 0:
             raise PriceDataError(
                 series.source,
                 series.lines[0],
                 f"{what} starts at {format_time(times[0])}, after the backtest step "
-                f"{format_time(t)}: nothing to carry forward",
+                f"{format_time(t)}: nothing to carry forward; start --from at or after it",
             )
-        if t - times[i] > series.max_gap_s:
+        if i in empty:
+            _check_empty_cell(series, column, i, fill_gaps=fill_gaps)
+            carried.add(k)
+        age_s = t - times[i]
+        if age_s > series.max_gap_s:
             if not fill_gaps:
                 raise PriceDataError(
                     series.source,
                     series.lines[i],
                     f"{what} at step {format_time(t)} would come from {format_time(times[i])}, "
                     f"older than the limit of {_duration(series.max_gap_s)}; "
-                    "pass --fill-gaps to carry it anyway, or shorten --to",
+                    f"pass {_max_gap_hint(age_s)}, --fill-gaps to carry it anyway, "
+                    "or --from/--to to leave the step out",
                 )
-            filled += 1
+            carried.add(k)
         out.append(values[i])
-    return Resampled(tuple(out), filled)
+    return Resampled(tuple(out), frozenset(carried))

@@ -32,6 +32,8 @@ class BacktestSection(Section):
     step: str | None = None  # "1h", "15m", "3600"
     power_usd_per_kwh: float | None = Field(default=None, ge=0, le=10)  # constant, without --power
     static_split_ai_fraction: float = Field(default=0.5, ge=0, le=1)
+    # longest gap between rows, in every price file, judged inside the replayed period;
+    # unset: 1.5 x each file's median interval
     max_gap: str | None = None
     fleet: list[FleetGroupSection] = Field(default_factory=list)
 
@@ -48,16 +50,25 @@ def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", required=True, type=Path, help="serve config TOML")
     parser.add_argument("--prices", required=True, type=Path, help="hashprice CSV")
     parser.add_argument("--power", type=Path, help="power price CSV (timestamp,power_usd_per_kwh)")
-    parser.add_argument("--from", dest="start", help="first step (ISO date or timestamp, UTC)")
-    parser.add_argument("--to", dest="end", help="end, exclusive (ISO date or timestamp, UTC)")
+    parser.add_argument(
+        "--from", dest="start", help="first step (ISO date or timestamp; UTC without an offset)"
+    )
+    parser.add_argument(
+        "--to", dest="end", help="end, exclusive (ISO date or timestamp; UTC without an offset)"
+    )
     parser.add_argument("--step", help="step length: 3600, 15m, 1h, 1d")
     parser.add_argument("--fleet", help='"MODEL=COUNT@GIB;..." instead of [backtest.fleet]')
     parser.add_argument("--split", type=float, help="AI fraction of the static-split baseline")
-    parser.add_argument("--max-gap", help="largest allowed gap between rows (duration)")
+    parser.add_argument(
+        "--max-gap",
+        help="largest allowed gap between rows inside the period, in every price file "
+        "(duration; default 1.5 x each file's median interval)",
+    )
     parser.add_argument(
         "--fill-gaps",
         action="store_true",
-        help="carry the last price over gaps and empty cells (and say how many)",
+        help="carry the last price over gaps and empty cells (and say, per file, how many "
+        "steps used a carried-over price)",
     )
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
     parser.add_argument("--svg", type=Path, help="write the chart as SVG here")
