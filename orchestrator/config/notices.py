@@ -8,12 +8,20 @@ check` prints them and the daemons log each at start (`config_notice`). Today:
   hashprices converted with it drift from the market as BTC moves, silently;
 - `expected_power_w` in an agent's profile: accepted so that older files still load, but
   nothing reads it (`serve` learns power from telemetry and its own `[[mining_profiles]]`
-  benchmarks and contract figures).
+  benchmarks and contract figures);
+- a reserved contract's schedule window with an edge at a local time the clocks skip or
+  repeat within a year (`config.policy.window_clock_notices`): it opens or closes at a
+  shifted or first-occurrence instant that day, which the customer may not expect.
+
+`now_s` decides "within a year"; the real clock is read only when a caller gives none.
 """
 
 from __future__ import annotations
 
+import time
+
 from orchestrator.config.market import BtcPriceStatic, MarketConfig
+from orchestrator.config.policy import window_clock_notices
 from orchestrator.config.profiles import ProfileSection
 from orchestrator.config.roots import AgentConfig, ServeConfig
 
@@ -48,8 +56,15 @@ def deprecated_profile_notices(profiles: list[ProfileSection]) -> list[Notice]:
     ]
 
 
-def config_notices(config: ServeConfig | AgentConfig) -> list[Notice]:
-    """What an operator should know about a config that loads; empty when nothing."""
+def config_notices(config: ServeConfig | AgentConfig, now_s: float | None = None) -> list[Notice]:
+    """What an operator should know about a config that loads; empty when nothing.
+
+    `now_s`: when "now" is for the schedule windows' clock changes (None: the real clock).
+    """
     if isinstance(config, ServeConfig):
-        return static_btc_price_notices(config.market)
+        now_s = time.time() if now_s is None else now_s
+        return [
+            *static_btc_price_notices(config.market),
+            *window_clock_notices(config.contracts, now_s),
+        ]
     return deprecated_profile_notices(list(config.profiles))

@@ -9,7 +9,10 @@ Two kinds of mistake are told apart. A value that is wrong on its own (a negativ
 unknown time zone, "25:00") fails validation naming the key. A set of contracts that is
 valid key by key but can never be met (more committed GPUs than eligible ones, duplicate
 ids, empty windows) is reported by `contract_problems`, which `orchestrator config check`
-and the running daemon both call, so nothing is silently half-served.
+and the running daemon both call, so nothing is silently half-served. A window whose start
+or end the clocks skip or repeat (a daylight-saving change in its zone) is valid, with a
+rule (`orchestrator.config.local_time`), but is worth a word: `window_clock_notices` names
+it with the next date, and `config check` and serve at start print it as a warning.
 
 The planner's pure values are built from these sections by
 `orchestrator.policy.model.policy_from_config` (the config layer sits below the policy layer).
@@ -18,12 +21,14 @@ The planner's pure values are built from these sections by
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
 from orchestrator.config._base import Section
+from orchestrator.config.local_time import LocalInstant, resolve_local
 from orchestrator.config.power import PowerSection
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -78,10 +83,20 @@ class MiningProfileSection(Section):
 
 
 class ScheduleWindowSection(Section):
-    """A weekly window; `end` before `start` runs past midnight."""
+    """A weekly window; `end` before `start` runs past midnight.
+
+    Open while the local clock in `timezone` reads from `start` to `end`, also on a day the
+    clocks change (01:00-03:00 on a spring-forward night is one real hour). An edge the
+    clocks skip (02:30 on a US spring-forward night) moves to the first instant after the
+    gap (03:00); one they pass twice (01:30 on a US fall-back night) is the first
+    occurrence. `config check` and serve at start warn about such windows, with the date.
+    """
 
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    # local "HH:MM" in `timezone`; a time the clocks skip means the first instant after the
+    # gap, one they repeat its first occurrence (config check warns, with the next date)
     start: str
+    # as `start`; at or before `start`: the next day
     end: str
     timezone: str = "UTC"
 
@@ -241,6 +256,82 @@ def _capacity_problems(
     if missing:
         problems.append(f"{name}: no GPU of model {', '.join(missing)} in the fleet")
     return problems
+
+
+# how far ahead `window_clock_notices` looks for a skipped or repeated edge: a year and a week
+CLOCK_CHANGE_LOOKAHEAD_DAYS = 373
+
+
+def _edge_notice(
+    window: str, edge: str, clock: str, *, moment: LocalInstant, zone: ZoneInfo
+) -> str:
+    """One warning line; `edge` is "start" or "end", `clock` the configured "HH:MM"."""
+    when = datetime.fromtimestamp(moment.instant_s, zone)
+    day = when.strftime("%a %Y-%m-%d")
+    at = when.strftime("%H:%M %Z")
+    verb = "opens" if edge == "start" else "closes"
+    edge = "starts" if edge == "start" else "ends"
+    if moment.kind == "skipped":
+        return (
+            f"{window} {edge} at {clock}, which does not exist in {zone.key} "
+            f"on {day} (clocks jump from {moment.jump_from} to {moment.jump_to}): "
+            f"that day it {verb} at {at}, the first instant after the gap"
+        )
+    return (
+        f"{window} {edge} at {clock}, which happens twice in {zone.key} "
+        f"on {day} (clocks go back from {moment.jump_from} to {moment.jump_to}): "
+        f"that day it {verb} at the first of the two, {at}"
+    )
+
+
+def _window_clock_notices(
+    name: str, window: ScheduleWindowSection, now_s: float
+) -> list[tuple[str, str]]:
+    """For each edge of `window` ("start", "end") the clocks skip or repeat on or after
+    `now_s` within the look-ahead, the edge and a warning about its first such day."""
+    zone = ZoneInfo(window.timezone)
+    days = {DAY_NAMES.index(day) for day in window.days}
+    start_minute = clock_minutes(window.start)
+    end_minute = clock_minutes(window.end)
+    if end_minute <= start_minute:
+        end_minute += 24 * 60
+    today = datetime.fromtimestamp(now_s, zone).date()
+    notices: list[tuple[str, str]] = []
+    for edge, clock, minute in (
+        ("start", window.start, start_minute),
+        ("end", window.end, end_minute),
+    ):
+        for offset in range(CLOCK_CHANGE_LOOKAHEAD_DAYS):
+            day = today + timedelta(days=offset)
+            if day.weekday() not in days:
+                continue
+            moment = resolve_local(day, minute, zone)
+            if moment.kind != "exists" and moment.instant_s >= now_s:
+                notices.append((edge, _edge_notice(name, edge, clock, moment=moment, zone=zone)))
+                break
+    return notices
+
+
+def window_clock_notices(contracts: ContractsSection, now_s: float) -> list[tuple[str, str]]:
+    """Schedule window edges the clocks skip or repeat within a year of `now_s`.
+
+    One (key, message) pair per such edge, naming the window, the next date it happens and
+    what the window does then (the rule of `orchestrator.config.local_time`). Not a problem:
+    the window still means something; a warning, so an operator can tell the customer.
+    `now_s` is a parameter so that the answer is deterministic; callers pass the clock.
+    """
+    notices: list[tuple[str, str]] = []
+    for index, reserved in enumerate(contracts.reserved):
+        if not isinstance(reserved.schedule, list):
+            continue
+        for number, window in enumerate(reserved.schedule, start=1):
+            name = f"reserved contract {reserved.id!r}: window {number}"
+            key = f"contracts.reserved.{index}.schedule.{number - 1}"
+            notices += [
+                (f"{key}.{edge}", message)
+                for edge, message in _window_clock_notices(name, window, now_s)
+            ]
+    return notices
 
 
 def contract_problems(

@@ -11,6 +11,9 @@ Workload ids are strings shared with the dispatcher and the agent: `mine:<profil
 
 Schedule windows are the one piece of calendar logic here: a window is a weekly slot in a
 named time zone (a zone database lookup, deterministic for a given `now_s`, no clock read).
+An edge is where the local clock reads that time, on days the clocks change too; a time the
+clocks skip means the first instant after the gap, one they repeat its first occurrence
+(`ScheduleWindow`, `orchestrator.config.local_time`).
 `policy_from_config` turns the pydantic config sections into these values; it lives on this
 side because the config layer sits below the policy layer and must not import it. That is
 the only reason this module knows pydantic models exist.
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from orchestrator.config.local_time import resolve_local
 from orchestrator.config.policy import (
     DAY_NAMES,
     GIB,
@@ -131,7 +135,16 @@ class MiningProfile:
 class ScheduleWindow:
     """A weekly slot: `days` (0 = Monday) from `start_minute` to `end_minute` local time.
 
-    `end_minute <= start_minute` means the slot runs past midnight into the next day.
+    `end_minute <= start_minute` means the slot runs past midnight into the next day. Each
+    edge is the instant the local clock reads that time, so a slot is open exactly while the
+    clock reads between start and end, even on a day the clocks change: 01:00-03:00 on a
+    spring-forward night lasts one real hour, 00:00-03:00 on a fall-back night four.
+
+    An edge at a local time the clocks skip (02:30 on a US spring-forward night) moves to the
+    first instant after the gap (03:00 CDT), so a slot wholly inside the gap (02:15-02:45)
+    does not open that day; an edge at a time that happens twice (01:30 on a US fall-back
+    night) is its first occurrence (01:30 CDT). (`orchestrator.config.local_time` holds the
+    rule; `config check` names the windows it applies to, with the next such date.)
     """
 
     days: frozenset[int]
@@ -141,43 +154,53 @@ class ScheduleWindow:
 
     @property
     def duration_s(self) -> float:
+        """The nominal length, by the clock; on a day the clocks change the real length
+        differs by the change (`bounds_s` gives the real edges)."""
         minutes = self.end_minute - self.start_minute
         if minutes <= 0:
             minutes += MINUTES_PER_DAY
         return minutes * 60.0
 
-    def _start_s(self, day: date, zone: ZoneInfo) -> float:
-        hours, minutes = divmod(self.start_minute, 60)
-        local = datetime(day.year, day.month, day.day, hours, minutes, tzinfo=zone)
-        return local.timestamp()
+    def bounds_s(self, day: date, zone: ZoneInfo | None = None) -> tuple[float, float] | None:
+        """The instants the slot that starts on local `day` opens and closes, whatever its
+        weekday; None when both edges fall on the same instant (a slot inside a skipped hour)."""
+        zone = zone or ZoneInfo(self.timezone)
+        start = resolve_local(day, self.start_minute, zone).instant_s
+        end_minute = self.end_minute
+        if end_minute <= self.start_minute:
+            end_minute += MINUTES_PER_DAY
+        end = resolve_local(day, end_minute, zone).instant_s
+        return (start, end) if start < end else None
+
+    def _slots_s(self, now_s: float, days_ahead: int) -> list[tuple[float, float]]:
+        """Real (open, close) instants of the slots starting yesterday to `days_ahead` on."""
+        zone = ZoneInfo(self.timezone)
+        today = datetime.fromtimestamp(now_s, tz=zone).date()
+        slots = []
+        for offset in range(-1, days_ahead + 1):
+            day = today + timedelta(days=offset)
+            if day.weekday() in self.days:
+                bounds = self.bounds_s(day, zone)
+                if bounds is not None:
+                    slots.append(bounds)
+        return slots
 
     def open_or_opening(self, now_s: float, lead_time_s: float) -> bool:
         """Whether the slot is open at `now_s` or opens within `lead_time_s`."""
-        zone = ZoneInfo(self.timezone)
-        today = datetime.fromtimestamp(now_s, tz=zone).date()
         days_ahead = int(lead_time_s // 86_400) + 1
-        for offset in range(-1, days_ahead + 1):
-            day = today + timedelta(days=offset)
-            if day.weekday() not in self.days:
-                continue
-            start_s = self._start_s(day, zone)
-            if start_s - lead_time_s <= now_s < start_s + self.duration_s:
-                return True
-        return False
+        return any(
+            start_s - lead_time_s <= now_s < end_s
+            for start_s, end_s in self._slots_s(now_s, days_ahead)
+        )
 
     def next_edge_s(self, now_s: float, lead_time_s: float, limit_s: float) -> float | None:
         """The first time after `now_s`, within `limit_s`, that the slot opens (less the
         lead time) or closes; None if there is none. (Where slots overlap, an edge may
         change nothing: the caller only learns that nothing changes before it.)"""
-        zone = ZoneInfo(self.timezone)
-        today = datetime.fromtimestamp(now_s, tz=zone).date()
         days_ahead = int((limit_s + lead_time_s) // 86_400) + 1
         edges = []
-        for offset in range(-1, days_ahead + 1):
-            day = today + timedelta(days=offset)
-            if day.weekday() in self.days:
-                start_s = self._start_s(day, zone)
-                edges += [start_s - lead_time_s, start_s + self.duration_s]
+        for start_s, end_s in self._slots_s(now_s, days_ahead):
+            edges += [start_s - lead_time_s, end_s]
         later = [e for e in edges if now_s < e <= now_s + limit_s]
         return min(later) if later else None
 
