@@ -333,3 +333,75 @@ def test_explain_shows_a_switch_the_wave_holds_back_and_why() -> None:
     assert _lifecycle_lines(held) == [
         "switch to mine:kawpow held back: the site power cap has no room yet (+600 W)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--duration", "5x"], "argument --duration: expected a duration like 30m, 2h"),
+        (["--duration", "0m"], "argument --duration: must be longer than 0"),
+        (["--start", "2026-12-05T14:00", "--duration", "1h"], "has no UTC offset"),
+        (["--start", "tomorrow", "--duration", "1h"], "expected an ISO 8601 time with offset"),
+        (["--duration", "1h", "--end", "2026-12-05T14:00Z"], "not allowed with argument"),
+        ([], "one of the arguments --end --duration is required"),
+        (["--end", "now"], "argument --end: a window cannot end now"),
+    ],
+    ids=["unit", "zero", "naive", "words", "both-ends", "no-end", "end-now"],
+)
+def test_curtail_add_refuses_bad_input_with_exit_2_before_calling_serve(
+    args: list[str], said: str
+) -> None:
+    # port 9 (discard) would refuse a connection: exit 2, not 1, proves serve was not called
+    result = orchestrator(
+        "curtail", "add", "--cap-kw", "700", "--reason", "DR", "--url", "http://127.0.0.1:9", *args
+    )
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+
+
+def test_curtail_add_refuses_a_negative_cap_with_exit_2() -> None:
+    result = orchestrator("curtail", "add", "--cap-kw", "-5", "--duration", "1h", "--reason", "x")
+    assert result.returncode == 2
+    assert "argument --cap-kw: must be 0 or more kW, got -5" in result.stderr
+
+
+def test_curtail_reads_durations_and_times_with_offsets() -> None:
+    from orchestrator.cli import _duration_s, _when  # noqa: PLC0415
+
+    assert [_duration_s(d) for d in ("90s", "30m", "2h", "1h30m", "1d", "1.5h")] == [
+        90.0,
+        1800.0,
+        7200.0,
+        5400.0,
+        86400.0,
+        5400.0,
+    ]
+    assert _when("now") is None
+    assert _when("2026-12-05T14:00:00+01:00") == _when("2026-12-05T13:00:00Z") == 1796475600.0
+
+
+def test_curtail_shows_a_forecast_not_yet_checked_and_one_per_short_contract() -> None:
+    from orchestrator.cli import _forecast_lines  # noqa: PLC0415
+
+    assert _forecast_lines({"checked_at_s": None, "note": "not checked: no plan yet"}) == [
+        "forecast: not checked: no plan yet"
+    ]
+    short = {
+        "checked_at_s": 1.0,
+        "ok": False,
+        "shortfalls": [
+            {
+                "contract": c,
+                "committed_gpus": 8,
+                "assigned_gpus": 2,
+                "shortfall_gpus": 6,
+                "penalty_usd_per_hour": 36.0,
+            }
+            for c in ("acme", "globex")
+        ],
+    }
+    assert _forecast_lines(short) == [
+        f"WARNING: at this cap reserved contract {c} cannot be kept whole: 2/8 GPUs, 6 short "
+        "(penalty 36.00 $/h)"
+        for c in ("acme", "globex")
+    ]
