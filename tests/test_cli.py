@@ -366,7 +366,7 @@ def test_curtail_add_refuses_a_negative_cap_with_exit_2() -> None:
 
 
 def test_curtail_reads_durations_and_times_with_offsets() -> None:
-    from orchestrator.cli import _duration_s, _when  # noqa: PLC0415
+    from orchestrator.cli.curtail import _duration_s, _when  # noqa: PLC0415
 
     assert [_duration_s(d) for d in ("90s", "30m", "2h", "1h30m", "1d", "1.5h")] == [
         90.0,
@@ -381,7 +381,7 @@ def test_curtail_reads_durations_and_times_with_offsets() -> None:
 
 
 def test_curtail_shows_a_forecast_not_yet_checked_and_one_per_short_contract() -> None:
-    from orchestrator.cli import _forecast_lines  # noqa: PLC0415
+    from orchestrator.cli.curtail import _forecast_lines  # noqa: PLC0415
 
     assert _forecast_lines({"checked_at_s": None, "note": "not checked: no plan yet"}) == [
         "forecast: not checked: no plan yet"

@@ -87,7 +87,7 @@ def test_configs_without_either_have_nothing_to_say() -> None:
         "serve",
         source="<test>",
     )
-    assert config_notices(serve) == []
+    assert config_notices(serve, now_s=1_790_000_000.0) == []
     agent_document = {
         "gpu": {"backend": "fake"},
         "profiles": [
@@ -101,7 +101,8 @@ def test_configs_without_either_have_nothing_to_say() -> None:
             }
         ],
     }
-    assert config_notices(parse_config(agent_document, "agent", source="<test>")) == []
+    agent = parse_config(agent_document, "agent", source="<test>")
+    assert config_notices(agent, now_s=1_790_000_000.0) == []
 
 
 def first_notice(kind: str, path: Path) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """Warnings about a valid config: settings that load but that an operator should know about.
 
 A config either fails with the exact key and reason, or loads; some settings that load are
-still worth a word. `config_notices(config)` lists them as (key, message) pairs: `config
+still worth a word. `config_notices(config, now_s=...)` lists them as (key, message) pairs: `config
 check` prints them and the daemons log each at start (`config_notice`). Today:
 
 - a static BTC price (`btc_price = { type = "static", ... }`): it never goes stale, so
@@ -17,8 +17,6 @@ check` prints them and the daemons log each at start (`config_notice`). Today:
 """
 
 from __future__ import annotations
-
-import time
 
 from orchestrator.config.market import BtcPriceStatic, MarketConfig
 from orchestrator.config.policy import window_clock_notices
@@ -56,13 +54,12 @@ def deprecated_profile_notices(profiles: list[ProfileSection]) -> list[Notice]:
     ]
 
 
-def config_notices(config: ServeConfig | AgentConfig, now_s: float | None = None) -> list[Notice]:
+def config_notices(config: ServeConfig | AgentConfig, *, now_s: float) -> list[Notice]:
     """What an operator should know about a config that loads; empty when nothing.
 
-    `now_s`: when "now" is for the schedule windows' clock changes (None: the real clock).
+    `now_s`: when "now" is for the schedule windows' clock changes (the caller's clock).
     """
     if isinstance(config, ServeConfig):
-        now_s = time.time() if now_s is None else now_s
         return [
             *static_btc_price_notices(config.market),
             *window_clock_notices(config.contracts, now_s),

@@ -10,30 +10,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import os
-import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from orchestrator import __version__
+from orchestrator.cli.client import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    read_api,
+    token_arguments,
+)
+from orchestrator.cli.curtail import add_curtail_parser, cmd_curtail
 from orchestrator.config import AgentConfig, ServeConfig, load_config
 from orchestrator.config.backtest import add_backtest_parser
 from orchestrator.config.notices import config_notices
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.lifecycle import install_signal_handlers, tune_garbage_collector
 from orchestrator.logs import configure_logging
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -55,79 +55,6 @@ def _count(text: str) -> int:
     if not 1 <= value <= 10_000:
         raise argparse.ArgumentTypeError(f"must be between 1 and 10000, got {text}")
     return value
-
-
-def _cap_kw(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of kW, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more kW, got {text}")
-    return value
-
-
-def _when(text: str) -> float | None:
-    """WHEN: "now" (None: serve's clock decides) or an ISO 8601 time with its UTC offset."""
-    if text.strip().lower() == "now":
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time with offset (2026-12-05T14:00+01:00) or 'now', got {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no UTC offset: add one (+01:00, Z) so that it names one instant"
-        )
-    return moment.timestamp()
-
-
-def _end_when(text: str) -> float:
-    """The end's WHEN: a time with offset; "now" would end the window before it starts."""
-    end_s = _when(text)
-    if end_s is None:
-        raise argparse.ArgumentTypeError("a window cannot end now: give a later time or --duration")
-    return end_s
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration_s(text: str) -> float:
-    """DURATION: 90s, 30m, 2h, 1h30m, 1d."""
-    compact = text.strip().lower()
-    if not compact or _DURATION_PART.sub("", compact):
-        raise argparse.ArgumentTypeError(f"expected a duration like 30m, 2h or 1h30m, got {text!r}")
-    seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(compact))
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
-    return seconds
-
-
-def _add_curtail_parser(commands: Any) -> None:
-    curtail = commands.add_parser("curtail", help="curtailment windows (site power caps)")
-    actions = curtail.add_subparsers(dest="curtail_command", required=True)
-    listing = actions.add_parser("list", help="the windows and the cap in force")
-    add = actions.add_parser(
-        "add",
-        help="declare a window (operator token)",
-        description="WHEN: ISO 8601 with offset, or now",
-    )
-    add.add_argument("--cap-kw", type=_cap_kw, required=True, help="the site cap, kW at the wall")
-    add.add_argument("--start", type=_when, default=None, metavar="WHEN", help="default: now")
-    ends = add.add_mutually_exclusive_group(required=True)
-    ends.add_argument("--end", type=_end_when, metavar="WHEN")
-    ends.add_argument("--duration", type=_duration_s, metavar="DURATION", help="30m, 2h, 1h30m")
-    add.add_argument("--reason", required=True, help="why (goes to the audit log)")
-    cancel = actions.add_parser("cancel", help="cancel a window (operator token)")
-    cancel.add_argument("id", help="the window's id (`orchestrator curtail list`)")
-    for action in (listing, add, cancel):
-        action.add_argument("--url", default="http://127.0.0.1:9850")
-        action.add_argument("--json", action="store_true", help="print the raw JSON")
-        _token_arguments(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("gpu", help="node:index or the GPU's NVML UUID")
     explain.add_argument("--url", default="http://127.0.0.1:9850")
     explain.add_argument("--json", action="store_true", help="print the raw JSON")
-    _token_arguments(explain)
+    token_arguments(explain)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -181,31 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="the fleet as the central daemon sees it")
     status.add_argument("--url", default="http://127.0.0.1:9850")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    _token_arguments(status)
+    token_arguments(status)
 
-    _add_curtail_parser(commands)
+    add_curtail_parser(commands)
     return parser
-
-
-TOKEN_ENV = "ORCHESTRATOR_TOKEN"  # noqa: S105  (the variable's name, not a token)
-
-
-def _token_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=None,
-        help=f"a file holding the API token (else ${TOKEN_ENV}; needed when serve has tokens)",
-    )
-
-
-def _api_token(args: argparse.Namespace) -> str | None:
-    """The bearer token for `serve`'s API: `--token-file`, else $ORCHESTRATOR_TOKEN, else none.
-
-    Never a command-line value: a token in argv is readable by every user through ps."""
-    if args.token_file is not None:
-        return args.token_file.read_text(encoding="utf-8").strip() or None
-    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -224,7 +130,7 @@ def _run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 def _log_notices(config: ServeConfig | AgentConfig) -> None:
     """One warning line per notice about a config that loads (`config.notices`)."""
     log = structlog.get_logger("orchestrator.config")
-    for key, message in config_notices(config):
+    for key, message in config_notices(config, now_s=time.time()):
         log.warning("config_notice", key=key, detail=message)
 
 
@@ -286,7 +192,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             raise ConfigError(str(args.file), [("contracts", line) for line in problems])
     kind = "agent" if isinstance(config, AgentConfig) else "serve"
     print(f"{args.file}: valid {kind} config")
-    for key, message in config_notices(config):
+    for key, message in config_notices(config, now_s=time.time()):
         print(f"warning: {key}: {message}")
     return EXIT_OK
 
@@ -311,77 +217,9 @@ def cmd_miner_read(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _get_json(url: str, token: str | None = None) -> tuple[int, Any]:
-    """GET a JSON document; (status, body), or raise OSError when nothing answered."""
-    return _send_json("GET", url, token=token)
-
-
-def _send_json(
-    method: str, url: str, body: Any = None, *, token: str | None = None
-) -> tuple[int, Any]:
-    """One request, with `body` as JSON when given; (status, JSON answer), or raise OSError
-    when nothing answered. An error status is an answer, not an exception."""
-    headers = {"Accept": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (operator URL)
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        try:
-            return error.code, json.load(error)
-        except ValueError:
-            return error.code, {"error": error.reason}
-
-
-def _read_api(url: str, args: argparse.Namespace) -> Any:
-    """The JSON body of a 200 answer, or None after saying on stderr why there is none."""
-    return _call_api("GET", url, args)
-
-
-def _call_api(
-    method: str, url: str, args: argparse.Namespace, body: Any = None, *, expect: int = 200
-) -> Any:
-    """The JSON answer when serve answers `expect`; else None, after saying on stderr why:
-    the error, each of its `problems`, and what to do about a 401 or a 403."""
-    try:
-        token = _api_token(args)
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"cannot read the token file {args.token_file}: {error}", file=sys.stderr)
-        return None
-    try:
-        status, answer = _send_json(method, url, body, token=token)
-    except (OSError, ValueError) as error:
-        print(f"cannot read {url}: {error}", file=sys.stderr)
-        return None
-    if status == expect:
-        return answer
-    said = answer.get("error") if isinstance(answer, dict) else None
-    detail = answer.get("detail", "") if isinstance(answer, dict) else ""
-    suffix = f": {detail}" if detail else ""
-    print(f"error: HTTP {status}: {said or answer}{suffix}", file=sys.stderr)
-    problems = answer.get("problems") if isinstance(answer, dict) else None
-    for problem in problems or []:
-        print(f"  {problem.get('field')}: {problem.get('problem')}", file=sys.stderr)
-    if status == 401:
-        print(
-            f"this serve requires a token: put one in ${TOKEN_ENV} or pass --token-file "
-            "(`orchestrator token new` makes one)",
-            file=sys.stderr,
-        )
-    elif status == 403 and method != "GET":
-        print("changes need a token with the operator role", file=sys.stderr)
-    return None
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     url = f"{args.url.rstrip('/')}/api/v1/gpus/{urllib.parse.quote(args.gpu, safe=':')}/explain"
-    view = _read_api(url, args)
+    view = read_api(url, args)
     if view is None:
         return EXIT_FAILURE
     if args.json:
@@ -461,7 +299,7 @@ def cmd_token_new(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/api/v1/state"
-    state = _read_api(url, args)
+    state = read_api(url, args)
     if state is None:
         return EXIT_FAILURE
     if args.json:
@@ -477,115 +315,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {node['node']:<20} {node['status']:<8} age {age if age is not None else '-'} s")
         for gpu in node["gpus"]:
             print(f"    {gpu['gpu']:<24} {gpu['state']:<10} {gpu['workload']}")
-    return EXIT_OK
-
-
-def _local_and_utc(at_s: float) -> str:
-    """`2026-12-05 01:00 CET (00:00 UTC)`: the operator's clock, and the utility's (its date
-    too when the two differ)."""
-    local = datetime.fromtimestamp(at_s).astimezone()
-    utc = datetime.fromtimestamp(at_s, UTC)
-    same_day = local.date() == utc.date()
-    return (
-        f"{local:%Y-%m-%d %H:%M} {local.tzname()} "
-        f"({'' if same_day else f'{utc:%Y-%m-%d} '}{utc:%H:%M} UTC)"
-    )
-
-
-def _forecast_lines(forecast: dict[str, Any] | None) -> list[str]:
-    """The window's forecast: ok, not checked, or one WARNING line per reserved contract
-    it cannot keep whole."""
-    if not forecast or forecast.get("checked_at_s") is None:
-        note = (forecast or {}).get("note") or "not checked yet"
-        return [f"forecast: {note}"]
-    if forecast.get("ok"):
-        return ["forecast: ok, every reserved contract kept whole"]
-    lines = [
-        f"WARNING: at this cap reserved contract {s['contract']} cannot be kept whole: "
-        f"{s['assigned_gpus']}/{s['committed_gpus']} GPUs, {s['shortfall_gpus']} short "
-        f"(penalty {s['penalty_usd_per_hour']:.2f} $/h)"
-        for s in forecast.get("shortfalls") or []
-    ]
-    return lines or ["WARNING: the forecast says a reserved contract cannot be kept whole"]
-
-
-def _window_lines(window: dict[str, Any]) -> list[str]:
-    cancelled = f" by {window['cancelled_by']}" if window.get("cancelled_by") else ""
-    return [
-        (
-            f"{window['id']}  {window['state']}{cancelled}  cap {window['cap_kw']:g} kW  "
-            f"source {window['source']}  reason: {window['reason']}"
-        ),
-        f"  from {_local_and_utc(window['start_s'])}",
-        f"  to   {_local_and_utc(window['end_s'])}",
-        *(f"  {line}" for line in _forecast_lines(window.get("forecast"))),
-    ]
-
-
-def _curtailments_url(args: argparse.Namespace) -> str:
-    url: str = args.url
-    return url.rstrip("/") + "/api/v1/curtailments"
-
-
-def cmd_curtail(args: argparse.Namespace) -> int:
-    action: Callable[[argparse.Namespace], int] = {
-        "list": _curtail_list,
-        "add": _curtail_add,
-        "cancel": _curtail_cancel,
-    }[args.curtail_command]
-    return action(args)
-
-
-def _curtail_list(args: argparse.Namespace) -> int:
-    listed = _read_api(_curtailments_url(args), args)
-    if listed is None:
-        return EXIT_FAILURE
-    if args.json:
-        print(json.dumps(listed, indent=2))
-        return EXIT_OK
-    cap_kw = listed.get("effective_cap_kw")
-    configured_kw = listed.get("configured_cap_kw")
-    configured = "none" if configured_kw is None else f"{configured_kw:g} kW"
-    in_force = "no cap" if cap_kw is None else f"{cap_kw:g} kW"
-    print(f"cap in force: {in_force} (configured: {configured})")
-    windows = listed.get("windows") or []
-    if not windows:
-        print("no curtailment windows")
-    for window in windows:
-        for line in _window_lines(window):
-            print(line)
-    return EXIT_OK
-
-
-def _curtail_add(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"cap_kw": args.cap_kw, "reason": args.reason}
-    if args.start is not None:
-        body["start_s"] = args.start
-    if args.end is not None:
-        body["end_s"] = args.end
-    else:
-        body["duration_s"] = args.duration
-    created = _call_api("POST", _curtailments_url(args), args, body, expect=201)
-    if created is None:
-        return EXIT_FAILURE
-    if args.json:
-        print(json.dumps(created, indent=2))
-        return EXIT_OK
-    print("created:")
-    for line in _window_lines(created):
-        print(line)
-    return EXIT_OK
-
-
-def _curtail_cancel(args: argparse.Namespace) -> int:
-    url = f"{_curtailments_url(args)}/{urllib.parse.quote(args.id, safe='')}"
-    answer = _call_api("DELETE", url, args)
-    if answer is None:
-        return EXIT_FAILURE
-    if args.json:
-        print(json.dumps(answer, indent=2))
-    else:
-        print(f"cancelled {answer.get('cancelled', args.id)}")
     return EXIT_OK
 
 
