@@ -150,10 +150,13 @@ class CurtailmentService:
         )
         return None if cap_kw is None else cap_kw * 1000.0
 
-    def rebuild(self) -> None:
-        """Hand the windows not ended to the policy loop (a change makes a plan due)."""
-        now_s = self.loop.clock()
-        rows = self.store.live_curtailments(now_s)
+    def rebuild(self, rows: list[CurtailmentRow] | None = None) -> None:
+        """Hand the windows not ended to the policy loop (a change makes a plan due).
+
+        `rows`: the windows not ended, when the caller has just read them (else read here).
+        """
+        if rows is None:
+            rows = self.store.live_curtailments(self.loop.clock())
         self.loop.replace_curtailments(tuple(_window(r) for r in rows))
         live = {r.id for r in rows}
         for gone in set(self._shortfalls) - live:
@@ -340,7 +343,9 @@ class CurtailmentService:
     async def step(self) -> None:
         """One pass: forecasts due (lead time reached, or the first plan came), gauges."""
         now_s = self.loop.clock()
-        for row in self.store.live_curtailments(now_s):
+        rows = self.store.live_curtailments(now_s)
+        awaited = False
+        for row in rows:
             lead_due = (
                 row.start_s > now_s >= row.start_s - self.settings.lead_time_s
                 and row.id not in self._lead_checked
@@ -350,7 +355,10 @@ class CurtailmentService:
                 if lead_due:
                     self._lead_checked.add(row.id)
                 await self.forecast(row)
-        self.rebuild()  # windows that ended leave the loop and the gauges
+                awaited = True
+        # windows that ended leave the loop and the gauges; after a forecast (an await, during
+        # which an operator may have changed the windows) they are read again
+        self.rebuild(None if awaited else rows)
         cap_w = self.effective_cap_w(now_s)
         self.cap_watts.set(math.nan if cap_w is None else cap_w)
         in_force = any(
@@ -366,7 +374,7 @@ class CurtailmentService:
         for row in rows:
             if row.forecast is None or row.forecast.get("checked_at_s") is None:
                 self._pending_first.add(row.id)
-        self.rebuild()
+        self.rebuild(rows)
         return len(rows)
 
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import NoReturn
 
 import aiohttp
@@ -36,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from orchestrator.central.curtailment import CurtailmentService, FeedWindow, window_problem
 from orchestrator.config.curtailment import CurtailmentFeedSection
-from orchestrator.markets import Backoff
+from orchestrator.markets import Backoff, parse_time
 
 log = structlog.get_logger(__name__)
 
@@ -75,22 +73,6 @@ class _FetchFailed(Exception):  # noqa: N818  (internal: one failed fetch and it
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def parse_time(value: object) -> float | None:
-    """Unix seconds (a number or a numeric string) or ISO 8601 with a zone; else None."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            try:
-                stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            except ValueError:
-                return None
-            return stamp.timestamp() if stamp.tzinfo is not None else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def read_entries(

@@ -131,10 +131,11 @@ class FleetObserver:
                 )
                 if reported == UNKNOWN:
                     reported = None
+                # the reading's figures are of the workload it reports, not a stale one
+                settled_report = report is not None and report.workload == reported
                 if reported is not None and online:
                     since_s = self._since(key, reported, since_s, now_s, sla_workloads)
-                    if report is not None and report.workload == reported:
-                        # the reading's hashrate is of the workload it reports, not a stale one
+                    if report is not None and settled_report:
                         self._measure(
                             key,
                             report,
@@ -150,7 +151,6 @@ class FleetObserver:
                 model = gpu.name or UNKNOWN
                 self.power.remember(key, model, gpu)
                 healthy = gpu.health in (Health.OK, Health.DEGRADED)
-                settled_report = report is not None and report.workload == reported
                 if online and healthy and pending is None and reported and settled_report:
                     self.power.sample(
                         key,
@@ -165,10 +165,10 @@ class FleetObserver:
                     GpuState(
                         key=key,
                         uuid=gpu.uuid or key,
-                        model=gpu.name or UNKNOWN,
+                        model=model,
                         memory_total_bytes=gpu.memory_total_bytes or 0,
                         online=online,
-                        healthy=gpu.health in (Health.OK, Health.DEGRADED),
+                        healthy=healthy,
                         current_workload=current,
                         since_s=since_s,
                         measured=self.measured.get(key, {}),

@@ -40,11 +40,6 @@ def api_token(args: argparse.Namespace) -> str | None:
     return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
-def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
-    """GET a JSON document; (status, body), or raise OSError when nothing answered."""
-    return send_json("GET", url, token=token)
-
-
 def send_json(
     method: str, url: str, body: Any = None, *, token: str | None = None
 ) -> tuple[int, Any]:

@@ -21,6 +21,7 @@ What it offers:
 - `FeedError`, `FeedUnavailable`, `FeedPayloadError`, `FeedConfigError` (`errors`).
 """
 
+from orchestrator.markets._http import parse_time
 from orchestrator.markets.book import MarketBook, MarketSnapshot
 from orchestrator.markets.build import build_book, build_runners, build_source, build_sources
 from orchestrator.markets.errors import (
@@ -78,5 +79,6 @@ __all__ = [
     "build_runners",
     "build_source",
     "build_sources",
+    "parse_time",
     "run_feed_once",
 ]

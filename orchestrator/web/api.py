@@ -224,7 +224,7 @@ async def create_curtailment(request: web.Request) -> web.Response:
     try:
         row = await request.app[CURTAILMENTS_KEY].create(body, actor=request[IDENTITY_KEY])
     except CurtailmentRejected as rejected:
-        return _bad_request(rejected.message)
+        return _curtailment_refused(rejected)
     return web.json_response(window_json(row, request.app[CLOCK_KEY]()), status=201)
 
 
@@ -233,8 +233,15 @@ async def cancel_curtailment(request: web.Request) -> web.Response:
     try:
         row = await request.app[CURTAILMENTS_KEY].cancel(window_id, actor=request[IDENTITY_KEY])
     except CurtailmentRejected as rejected:
-        return web.json_response({"error": rejected.message}, status=404)
+        return _curtailment_refused(rejected)
     return web.json_response({"cancelled": row.id})
+
+
+def _curtailment_refused(rejected: CurtailmentRejected) -> web.Response:
+    """404 for a window that is not there (or no longer live), else 400 with the reason."""
+    if rejected.not_found:
+        return web.json_response({"error": rejected.message}, status=404)
+    return _bad_request(rejected.message)
 
 
 async def decisions(request: web.Request) -> web.Response:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orchestrator.central.reader import ServeReader
+from orchestrator.central.reader import PlanRecord, ServeReader
 from orchestrator.domain import UNKNOWN, GpuKey
 from orchestrator.web.rendering import Family, LabelCache
 
@@ -74,11 +75,14 @@ class PlanCollector(Collector):
         yield target
         yield serving
         yield from self._ledger_families()
-        yield from self._plan_families()
-        yield from self._power_families()
-
-    def _power_families(self) -> Iterator[GaugeMetricFamily]:
         record = self.reader.last_plan
+        tally = _tally(record) if record is not None else _Tally()
+        yield from self._plan_families(record, tally)
+        yield from self._power_families(record, tally)
+
+    def _power_families(
+        self, record: PlanRecord | None, tally: _Tally
+    ) -> Iterator[GaugeMetricFamily]:
         site = GaugeMetricFamily(
             "orchestrator_plan_power_watts",
             "The newest plan's site power: at the wall (the cap's figure), boards, hosts",
@@ -106,13 +110,7 @@ class PlanCollector(Collector):
             for (model, workload), entry in sorted(record.power.learnt.items()):
                 learnt.add_metric([model, workload], entry.mean_w)
                 samples.add_metric([model, workload], float(entry.samples))
-            by_source: dict[tuple[str, str], int] = defaultdict(int)
-            for assignment in record.plan.assignments.values():
-                workload = assignment.workload or UNKNOWN
-                chosen = next((c for c in assignment.candidates if c.workload == workload), None)
-                source = chosen.power_source if chosen is not None else ""
-                by_source[workload, source or "unknown"] += 1
-            for (workload, source), n in sorted(by_source.items()):
+            for (workload, source), n in sorted(tally.by_source.items()):
                 sources.add_metric([workload, source], float(n))
         yield site
         yield learnt
@@ -152,8 +150,9 @@ class PlanCollector(Collector):
         yield availability
         yield penalty
 
-    def _plan_families(self) -> Iterator[GaugeMetricFamily]:
-        record = self.reader.last_plan
+    def _plan_families(
+        self, record: PlanRecord | None, tally: _Tally
+    ) -> Iterator[GaugeMetricFamily]:
         planned = GaugeMetricFamily(
             "orchestrator_sla_planned_gpus", "GPUs the plan puts on a contract", labels=["contract"]
         )
@@ -181,24 +180,10 @@ class PlanCollector(Collector):
             for sla in record.plan.sla:
                 planned.add_metric([sla.contract_id], float(sla.assigned_gpus))
                 shortfall.add_metric([sla.contract_id], float(sla.shortfall_gpus))
-            money: dict[str, float] = defaultdict(float)
-            other: dict[str, float] = defaultdict(float)
-            count: dict[str, int] = defaultdict(int)
-            for assignment in record.plan.assignments.values():
-                workload = assignment.workload or UNKNOWN
-                count[workload] += 1
-                chosen = next((c for c in assignment.candidates if c.workload == workload), None)
-                best_other = next(
-                    (c for c in assignment.candidates if c.workload != workload), None
-                )
-                if chosen is not None:
-                    money[workload] += chosen.net_usd_per_hour
-                if best_other is not None:
-                    other[workload] += best_other.net_usd_per_hour
-            for workload, n in sorted(count.items()):
+            for workload, n in sorted(tally.count.items()):
                 gpus.add_metric([workload], float(n))
-                by_workload.add_metric([workload], money.get(workload, 0.0))
-                alternative.add_metric([workload], other.get(workload, 0.0))
+                by_workload.add_metric([workload], tally.money.get(workload, 0.0))
+                alternative.add_metric([workload], tally.other.get(workload, 0.0))
         yield planned
         yield shortfall
         yield by_workload
@@ -226,3 +211,29 @@ class PlanCollector(Collector):
                         )
                         break
         return "".join(family.lines)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The newest plan summed by workload, in one pass over its assignments."""
+
+    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    money: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # chosen net
+    other: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # best other
+    by_source: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _tally(record: PlanRecord) -> _Tally:
+    tally = _Tally()
+    for assignment in record.plan.assignments.values():
+        workload = assignment.workload or UNKNOWN
+        tally.count[workload] += 1
+        chosen = next((c for c in assignment.candidates if c.workload == workload), None)
+        best_other = next((c for c in assignment.candidates if c.workload != workload), None)
+        if chosen is not None:
+            tally.money[workload] += chosen.net_usd_per_hour
+        if best_other is not None:
+            tally.other[workload] += best_other.net_usd_per_hour
+        source = chosen.power_source if chosen is not None else ""
+        tally.by_source[workload, source or "unknown"] += 1
+    return tally
