@@ -10,13 +10,10 @@ price strike that sheds at high power prices is a planner setting
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import Field, model_validator
 
 from orchestrator.config._base import Section
-
-HttpUrl = Annotated[str, Field(min_length=1, pattern=r"^https?://")]
+from orchestrator.config.market import HttpUrl
 
 
 class CurtailmentFeedSection(Section):

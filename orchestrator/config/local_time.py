@@ -76,10 +76,9 @@ def resolve_local(day: date, minute: int, zone: ZoneInfo) -> LocalInstant:
     if first.utcoffset() == second.utcoffset():
         return LocalInstant(first.timestamp(), "exists")
     earlier_s, later_s = sorted((first.timestamp(), second.timestamp()))
+    transition_s = _transition_s(int(earlier_s), int(later_s), zone)
     if datetime.fromtimestamp(first.timestamp(), zone).replace(tzinfo=None) == wall:
         # both readings exist: the clocks went back over this time; fold=0 is the first
-        transition_s = _transition_s(int(earlier_s), int(later_s), zone)
         return LocalInstant(first.timestamp(), "repeated", *_jump(transition_s, zone))
     # no reading exists: the clocks jumped over it; the edge moves to the jump itself
-    transition_s = _transition_s(int(earlier_s), int(later_s), zone)
     return LocalInstant(float(transition_s), "skipped", *_jump(transition_s, zone))

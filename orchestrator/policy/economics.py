@@ -189,9 +189,11 @@ def _paid_hashrate_hs(
     return hashrate_hs
 
 
-def mining_power_prior(gpu: GpuState, profile: MiningProfile) -> PowerEstimate | None:
-    """The figure a mining option's board power starts from: `mining_rate`'s, named."""
-    rate = mining_rate(gpu, profile)
+def mining_power_prior(
+    gpu: GpuState, profile: MiningProfile, rate: MeasuredRate | None
+) -> PowerEstimate | None:
+    """The figure a mining option's board power starts from: `rate` (`mining_rate(gpu,
+    profile)`, which the caller has), named by where it came from."""
     if rate is None:
         return None
     source = "measured" if profile.id in gpu.measured else "benchmark"
@@ -251,7 +253,7 @@ def _raw_options(  # noqa: PLR0912  (one branch per kind of workload, read top t
             continue
         rate = mining_rate(gpu, profile)
         price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
-        prior = mining_power_prior(gpu, profile) or idle_prior
+        prior = mining_power_prior(gpu, profile, rate) or idle_prior
         if rate is not None and price is not None and valid_hashprice(price):
             revenue = mining_revenue_usd_per_hour(
                 rate.hashrate_hs, price, profile.pool_fee_fraction, profile.dev_fee_fraction
@@ -405,7 +407,7 @@ def measured_stay(
     """
     rate = mining_rate(gpu, profile)
     price = market.hashprice_usd_per_hs_day.get(profile.algorithm)
-    prior = mining_power_prior(gpu, profile) or settings.idle_prior(gpu.power_limit_w)
+    prior = mining_power_prior(gpu, profile, rate) or settings.idle_prior(gpu.power_limit_w)
     board = board_power(gpu, mine_workload(profile.id), prior, power)
     if rate is None:
         revenue, known = 0.0, False

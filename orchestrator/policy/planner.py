@@ -86,7 +86,13 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.domain import IDLE, MINE_PREFIX, Workload, WorkloadKind, ai_contract_of
 from orchestrator.policy.curtailment import strike_applies, strike_text
-from orchestrator.policy.economics import Option, gpu_options, measured_stay, mining_rate
+from orchestrator.policy.economics import (
+    Option,
+    gpu_options,
+    measured_stay,
+    mining_rate,
+    power_cost_usd_per_hour,
+)
 from orchestrator.policy.explain import (
     ContractFacts,
     ReasonContext,
@@ -725,7 +731,7 @@ def plan(
         settings=settings,
         problems=problems,
     )
-    host_cost_usd_per_hour = host_power_w / 1000.0 * market.power_price_usd_per_kwh
+    host_cost_usd_per_hour = power_cost_usd_per_hour(host_power_w, market.power_price_usd_per_kwh)
     ctx = ReasonContext(
         contracts={
             c: ContractFacts(t.committed, t.paid_cap, totals.assigned.get(c, 0))
